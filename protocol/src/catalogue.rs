@@ -1,0 +1,572 @@
+//! The message catalogue: every [`Kind`] of message the appliance and the control
+//! plane exchange, with its typed [`Body`].
+//!
+//! The kind names the last topic segment (`…/up/card-read`) and the `kind` field of
+//! the signed payload. Features that need new request/response exchanges add an
+//! [`RpcMethod`] and travel as [`RpcRequest`] / [`RpcResponse`]: the envelope and
+//! this list of kinds do not change for them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::MessageId;
+use crate::error::ProtocolError;
+use crate::personal::CardFace;
+use crate::topic::Direction;
+
+/// Declares the kinds: wire name, direction, body type.
+macro_rules! kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $dir:ident, $body:ty; )+) => {
+        /// The kind of a message: its last topic segment and its body's type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Kind {
+            /// Every kind, in catalogue order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),+];
+
+            /// The wire name of the kind.
+            pub fn name(self) -> &'static str {
+                match self { $(Kind::$variant => $name,)+ }
+            }
+
+            /// The kind with this wire name.
+            pub fn from_name(name: &str) -> Result<Self, ProtocolError> {
+                match name {
+                    $($name => Ok(Kind::$variant),)+
+                    other => Err(ProtocolError::UnknownKind(other.chars().take(64).collect())),
+                }
+            }
+
+            /// Which way messages of this kind travel.
+            pub fn direction(self) -> Direction {
+                match self { $(Kind::$variant => Direction::$dir,)+ }
+            }
+        }
+
+        /// The typed body of a message.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Body {
+            $( $(#[$doc])* $variant($body), )+
+        }
+
+        impl Body {
+            /// The kind of this body.
+            pub fn kind(&self) -> Kind {
+                match self { $(Body::$variant(_) => Kind::$variant,)+ }
+            }
+
+            /// The body as a CBOR value.
+            pub(crate) fn to_value(&self) -> Result<ciborium::Value, ProtocolError> {
+                let value = match self { $(Body::$variant(b) => ciborium::Value::serialized(b),)+ };
+                value.map_err(|e| ProtocolError::Body { kind: self.kind().name(), reason: e.to_string() })
+            }
+
+            /// The body of a `kind` message from a CBOR value.
+            pub(crate) fn from_value(kind: Kind, value: ciborium::Value) -> Result<Self, ProtocolError> {
+                let body = match kind {
+                    $(Kind::$variant => value.deserialized::<$body>().map(Body::$variant),)+
+                };
+                body.map_err(|e| ProtocolError::Body { kind: kind.name(), reason: e.to_string() })
+            }
+
+            /// The body as JSON for diagnostics (personal data redacted).
+            pub fn to_diagnostic_json(&self) -> serde_json::Value {
+                let value = match self { $(Body::$variant(b) => serde_json::to_value(b),)+ };
+                value.unwrap_or(serde_json::Value::Null)
+            }
+        }
+    };
+}
+
+kinds! {
+    /// Birth and presence: the appliance's state, boot counter and device
+    /// inventory, retained at `…/presence` (the broker's will marks it offline).
+    Presence = "presence", Presence, Presence;
+    /// A device changed state (reader attached, printer out of paper …).
+    DeviceState = "device-state", Up, DeviceStateReport;
+    /// Application-level acknowledgement of a message by id, either way.
+    Ack = "ack", Both, Ack;
+    /// An RPC request from the appliance to the control plane.
+    RpcRequest = "rpc-req", Up, RpcRequest;
+    /// The control plane's answer to an [`Kind::RpcRequest`].
+    RpcResponse = "rpc-res", Down, RpcResponse;
+    /// The outcome of reading a card on the counter's reader.
+    CardRead = "card-read", Up, CardRead;
+    /// A document for the counter printer.
+    PrintJob = "print-job", Down, PrintJob;
+    /// Progress and outcome of a print job.
+    PrintStatus = "print-status", Up, PrintStatus;
+    /// A 2-D or 1-D code read by the counter scanner.
+    Scan = "scan", Up, ScanResult;
+    /// The configuration the control plane wants the appliance to run.
+    ConfigDesired = "config-desired", Down, ConfigDesired;
+    /// The configuration the appliance runs.
+    ConfigReported = "config-reported", Up, ConfigReported;
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether the appliance is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PresenceState {
+    /// Connected and serving its counter.
+    Online,
+    /// Gone (sent as the MQTT will, or on orderly shutdown).
+    Offline,
+}
+
+/// Birth/presence of an appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Online or offline.
+    pub state: PresenceState,
+    /// Incremented at every start of the appliance; tells a restart from a
+    /// reconnect.
+    pub boot_counter: u64,
+    /// The appliance's software version.
+    pub software_version: String,
+    /// The devices attached at the time of the message.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// What a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceClass {
+    /// A PC/SC card reader.
+    CardReader,
+    /// An IPP printer.
+    Printer,
+    /// A barcode / 2-D code scanner.
+    Scanner,
+    /// Status lights and buttons.
+    Lights,
+}
+
+/// How a device is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum DeviceStatus {
+    /// Ready for work.
+    Ready,
+    /// Working.
+    Busy,
+    /// Configured but not attached.
+    Absent,
+    /// Attached but failing; `code` is stable, `detail` is for people.
+    Error {
+        /// A stable error code (`media-empty`, `reader-io` …).
+        code: String,
+        /// A human explanation, never personal data.
+        detail: String,
+    },
+}
+
+/// One device of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// A name stable across restarts (reader name, printer URI host …).
+    pub id: String,
+    /// The class of device.
+    pub class: DeviceClass,
+    /// Make and model as the device reports it.
+    pub model: String,
+    /// Current status.
+    pub status: DeviceStatus,
+}
+
+/// A device's new state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStateReport {
+    /// The device's id as in [`DeviceInfo::id`].
+    pub id: String,
+    /// Its class.
+    pub class: DeviceClass,
+    /// Its status now.
+    pub status: DeviceStatus,
+}
+
+/// The outcome an acknowledgement reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum AckStatus {
+    /// Taken and stored; the sender may drop it from its outbox.
+    Accepted,
+    /// Already taken before (same message id); the sender may drop it too.
+    Duplicate,
+    /// Refused for good; resending will not help.
+    Rejected {
+        /// Why, never personal data.
+        reason: String,
+    },
+}
+
+/// Application-level acknowledgement of a message by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The acknowledged message.
+    pub of: MessageId,
+    /// What happened to it.
+    pub status: AckStatus,
+}
+
+/// An RPC method: a name and its request and response types.
+///
+/// ```
+/// use kakanai_protocol::catalogue::{Ping, RpcRequest, RpcMethod};
+/// let req = RpcRequest::new::<Ping>(&"hello".to_string()).unwrap();
+/// assert_eq!(req.method, "ping");
+/// assert_eq!(req.params::<Ping>().unwrap(), "hello");
+/// ```
+pub trait RpcMethod {
+    /// The method's wire name.
+    const NAME: &'static str;
+    /// The request's parameters.
+    type Request: Serialize + DeserializeOwned;
+    /// The successful result.
+    type Response: Serialize + DeserializeOwned;
+}
+
+/// Liveness check that echoes its text: the simplest RPC.
+#[derive(Debug)]
+pub struct Ping;
+
+impl RpcMethod for Ping {
+    const NAME: &'static str = "ping";
+    type Request = String;
+    type Response = String;
+}
+
+/// A request naming a method and carrying its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcRequest {
+    /// The method's name ([`RpcMethod::NAME`]).
+    pub method: String,
+    /// The method's parameters, as CBOR.
+    pub params: ciborium::Value,
+}
+
+impl RpcRequest {
+    /// A request for method `M`.
+    pub fn new<M: RpcMethod>(params: &M::Request) -> Result<Self, ProtocolError> {
+        Ok(Self {
+            method: M::NAME.to_owned(),
+            params: to_value(params, "rpc-req")?,
+        })
+    }
+
+    /// The parameters, if this is a request for `M`.
+    pub fn params<M: RpcMethod>(&self) -> Result<M::Request, ProtocolError> {
+        check_method::<M>(&self.method, "rpc-req")?;
+        from_value(&self.params, "rpc-req")
+    }
+}
+
+/// Why an RPC failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcError {
+    /// Stable code (`unknown-method`, `forbidden`, `invalid-params`, `internal` …).
+    pub code: String,
+    /// Human explanation, never personal data.
+    pub message: String,
+}
+
+/// The answer to an [`RpcRequest`]; the envelope's correlation id names the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcResponse {
+    /// The method answered.
+    pub method: String,
+    /// The result or the error.
+    pub outcome: RpcOutcome,
+}
+
+/// Result or error of an RPC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RpcOutcome {
+    /// The method's result, as CBOR.
+    Ok(ciborium::Value),
+    /// The failure.
+    Err(RpcError),
+}
+
+impl RpcResponse {
+    /// A successful answer for method `M`.
+    pub fn ok<M: RpcMethod>(result: &M::Response) -> Result<Self, ProtocolError> {
+        Ok(Self {
+            method: M::NAME.to_owned(),
+            outcome: RpcOutcome::Ok(to_value(result, "rpc-res")?),
+        })
+    }
+
+    /// A failed answer.
+    pub fn err(method: &str, code: &str, message: &str) -> Self {
+        Self {
+            method: method.to_owned(),
+            outcome: RpcOutcome::Err(RpcError {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            }),
+        }
+    }
+
+    /// The typed result, if this answers `M`.
+    pub fn result<M: RpcMethod>(&self) -> Result<Result<M::Response, RpcError>, ProtocolError> {
+        check_method::<M>(&self.method, "rpc-res")?;
+        match &self.outcome {
+            RpcOutcome::Ok(v) => from_value(v, "rpc-res").map(Ok),
+            RpcOutcome::Err(e) => Ok(Err(e.clone())),
+        }
+    }
+}
+
+fn check_method<M: RpcMethod>(method: &str, kind: &'static str) -> Result<(), ProtocolError> {
+    if method == M::NAME {
+        Ok(())
+    } else {
+        Err(ProtocolError::Body {
+            kind,
+            reason: format!("method is not {}", M::NAME),
+        })
+    }
+}
+
+fn to_value<T: Serialize>(v: &T, kind: &'static str) -> Result<ciborium::Value, ProtocolError> {
+    ciborium::Value::serialized(v).map_err(|e| ProtocolError::Body {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+fn from_value<T: DeserializeOwned>(
+    v: &ciborium::Value,
+    kind: &'static str,
+) -> Result<T, ProtocolError> {
+    v.deserialized().map_err(|e| ProtocolError::Body {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+/// Which card was on the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CardType {
+    /// マイナンバーカード.
+    MyNumberCard,
+    /// 住民基本台帳カード (older card).
+    JukiCard,
+    /// 運転免許証.
+    DriversLicence,
+    /// Anything else.
+    Unknown,
+}
+
+/// Why a card read failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "error")]
+pub enum CardReadError {
+    /// Wrong PIN; the card allows `remaining` more tries.
+    PinIncorrect {
+        /// Tries left.
+        remaining: u8,
+    },
+    /// The PIN is locked; only the city office can unlock it.
+    PinLocked,
+    /// The card was removed during the read.
+    CardRemoved,
+    /// The card is not one we can read.
+    Unsupported,
+    /// The reader or card failed; `detail` never holds personal data.
+    Io {
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// The outcome of reading a card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRead {
+    /// The reader's id.
+    pub reader: String,
+    /// The card that was present.
+    pub card: CardType,
+    /// The face, or why it could not be read.
+    pub outcome: Result<CardFace, CardReadError>,
+}
+
+/// How a document reaches the printer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum DocumentSource {
+    /// The document's bytes (or one chunk of them) in this message.
+    Inline {
+        /// The bytes.
+        #[serde(with = "serde_bytes_compat")]
+        data: Vec<u8>,
+        /// Index of this chunk, from 0.
+        chunk: u32,
+        /// Number of chunks of the whole document.
+        chunks: u32,
+    },
+    /// Fetch the document by its SHA-256 over an RPC.
+    ByHash {
+        /// SHA-256 of the whole document.
+        #[serde(with = "serde_bytes_compat")]
+        sha256: Vec<u8>,
+    },
+}
+
+/// A document for the counter printer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrintJob {
+    /// The job's id, chosen by the control plane.
+    pub job_id: String,
+    /// Title shown in the printer's queue: never personal data.
+    pub title: String,
+    /// MIME type (`application/pdf`).
+    pub media_type: String,
+    /// Total size of the document in bytes.
+    pub size: u64,
+    /// Copies to print.
+    pub copies: u16,
+    /// Where the bytes are.
+    pub source: DocumentSource,
+}
+
+/// State of a print job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum PrintState {
+    /// Accepted by the appliance, waiting for the printer.
+    Queued,
+    /// The printer is working on it.
+    Printing,
+    /// Printed.
+    Completed {
+        /// Sheets printed, when the printer says.
+        pages: Option<u32>,
+    },
+    /// Failed; `reason` is for staff.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Cancelled by staff.
+    Cancelled,
+}
+
+/// Progress of a print job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrintStatus {
+    /// The job.
+    pub job_id: String,
+    /// Its state.
+    pub state: PrintState,
+}
+
+/// Symbology of a scanned code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Symbology {
+    /// QR code.
+    Qr,
+    /// Code 128.
+    Code128,
+    /// Anything else or not reported.
+    Other,
+}
+
+/// A code read by the scanner. Its data may be personal (a form's 2-D code), so
+/// `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResult {
+    /// The scanner's id.
+    pub scanner: String,
+    /// The symbology.
+    pub symbology: Symbology,
+    /// The decoded bytes.
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
+}
+
+impl fmt::Debug for ScanResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanResult")
+            .field("scanner", &self.scanner)
+            .field("symbology", &self.symbology)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
+}
+
+/// Configuration the control plane wants an appliance to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigDesired {
+    /// Increases with every change; the appliance reports the version it applied.
+    pub version: u64,
+    /// Settings by name.
+    pub settings: BTreeMap<String, ciborium::Value>,
+}
+
+/// Configuration an appliance runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigReported {
+    /// The version applied.
+    pub version: u64,
+    /// Settings by name, as applied.
+    pub settings: BTreeMap<String, ciborium::Value>,
+    /// Settings that could not be applied, with the reason.
+    pub rejected: BTreeMap<String, String>,
+}
+
+/// Byte strings as CBOR byte strings (major type 2) in binary formats and hex in
+/// human-readable ones, without another dependency.
+pub(crate) mod serde_bytes_compat {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(bytes))
+        } else {
+            s.serialize_bytes(bytes)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                hex::decode(v).map_err(E::custom)
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(Bytes)
+        } else {
+            d.deserialize_bytes(Bytes)
+        }
+    }
+}
