@@ -62,6 +62,7 @@ impl Chromium {
                 .args(FLAGS)
                 .arg(format!("--user-data-dir={}", profile.display()))
                 .arg("--remote-debugging-port=0")
+                .env("TMPDIR", private_tmp(&dir)?)
                 .arg("about:blank")
                 .stdout(out)
                 .stderr(err),
@@ -149,6 +150,7 @@ pub fn chromium_dump_dom(url: &str) -> Result<String> {
                 dir.path().join("profile").display()
             ))
             .arg("--dump-dom")
+            .env("TMPDIR", private_tmp(&dir)?)
             .arg(url)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err)),
@@ -189,6 +191,15 @@ fn binary() -> Result<PathBuf> {
     } else {
         Err(util::not_installed(PEER, BINARY, "chromium"))
     }
+}
+
+/// A `TMPDIR` inside the guard's directory: Chromium leaves `org.chromium.Chromium.*`
+/// directories in `TMPDIR` when it is killed, and they must go with the guard.
+fn private_tmp(dir: &TempDir) -> Result<PathBuf> {
+    let tmp = dir.path().join("tmp");
+    fs::create_dir_all(&tmp)
+        .map_err(|e| PeerError::io(format!("creating {}", tmp.display()), e))?;
+    Ok(tmp)
 }
 
 fn temp_dir() -> Result<TempDir> {

@@ -211,3 +211,18 @@ fn is_running(pid: u32) -> bool {
             .is_some_and(|state| state != "Z")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vpcd_config_moves_both_port_lines() {
+        let shipped = "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME   /dev/null:0x8C7B\n\
+                       LIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so\n\
+                       CHANNELID    0x8C7B\n";
+        let conf = super::vpcd_config(shipped, 40000);
+        assert!(conf.contains("DEVICENAME   /dev/null:0x9C40\n"), "{conf}");
+        assert!(conf.contains("CHANNELID    0x9C40\n"), "{conf}");
+        assert!(conf.contains("LIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so\n"));
+        assert!(!conf.contains("8C7B"));
+    }
+}

@@ -308,3 +308,41 @@ pub(crate) fn run(peer: &'static str, cmd: &mut Command) -> Result<String, PeerE
         output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_is_a_loud_error() {
+        let err = find_binary("demo", "kakanai-no-such-binary", "demo-pkg").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PeerError::NotInstalled { peer: "demo", .. }));
+        assert!(
+            text.contains("kakanai-no-such-binary not found on PATH"),
+            "{text}"
+        );
+        assert!(
+            text.contains("run scripts/test, which installs it"),
+            "{text}"
+        );
+        assert!(text.contains("`demo-pkg`"), "{text}");
+    }
+
+    #[test]
+    fn free_port_pair_gives_two_bindable_ports() {
+        let p = free_port_pair();
+        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, p));
+        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, p + 1));
+        assert!(a.is_ok() && b.is_ok());
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        assert!(log_tail(&path, 2).ends_with("\nb\nc"));
+        assert!(log_tail(&dir.path().join("missing"), 2).contains("cannot read"));
+    }
+}

@@ -47,3 +47,25 @@ fn vpcd_readers_are_listed_and_daemon_restarts() {
         assert!(!port_accepts(port + 1));
     }
 }
+
+/// Threads of one process (plain `cargo test`) and other test processes (nextest) take
+/// turns: each start gets its own daemon with both readers.
+#[test]
+fn concurrent_starts_take_turns() {
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let pcscd = Pcscd::start().unwrap();
+                let names = reader_names();
+                assert!(names.contains(&pcscd.reader_name(0)), "{names:?}");
+                assert!(names.contains(&pcscd.reader_name(1)), "{names:?}");
+                // Hold the daemon a moment so the other start really has to wait.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                assert!(reader_names().contains(&pcscd.reader_name(0)));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
