@@ -5,6 +5,9 @@
 //! interpreter named by `KAKANAI_PYTHON`). Without it these tests fail: they are
 //! the proof that other implementations can talk to us.
 
+// Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
