@@ -78,7 +78,9 @@ macro_rules! kinds {
             /// The body as JSON for diagnostics (personal data redacted).
             pub fn to_diagnostic_json(&self) -> serde_json::Value {
                 let value = match self { $(Body::$variant(b) => serde_json::to_value(b),)+ };
-                value.unwrap_or(serde_json::Value::Null)
+                let mut json = value.unwrap_or(serde_json::Value::Null);
+                self.redact_opaque(&mut json);
+                json
             }
         }
     };
@@ -108,6 +110,44 @@ kinds! {
     ConfigDesired = "config-desired", Down, ConfigDesired;
     /// The configuration the appliance runs.
     ConfigReported = "config-reported", Up, ConfigReported;
+}
+
+impl Body {
+    /// Whether the body may carry personal data: a card's face, a scanned code, a
+    /// document to print, or RPC parameters and results (whose content is defined
+    /// by each method, so treated as personal).
+    pub fn carries_personal_data(&self) -> bool {
+        match self {
+            Body::CardRead(r) => r.outcome.is_ok(),
+            Body::Scan(_) | Body::RpcRequest(_) => true,
+            Body::RpcResponse(r) => matches!(r.outcome, RpcOutcome::Ok(_)),
+            Body::PrintJob(j) => matches!(j.source, DocumentSource::Inline { .. }),
+            Body::Presence(_)
+            | Body::DeviceState(_)
+            | Body::Ack(_)
+            | Body::PrintStatus(_)
+            | Body::ConfigDesired(_)
+            | Body::ConfigReported(_) => false,
+        }
+    }
+
+    /// Replaces opaque contents (RPC values, scanned data, documents) in the
+    /// diagnostic JSON: they have no typed redaction of their own.
+    fn redact_opaque(&self, json: &mut serde_json::Value) {
+        use crate::personal::REDACTED;
+        let hide = |v: Option<&mut serde_json::Value>| {
+            if let Some(v) = v {
+                *v = serde_json::Value::String(REDACTED.into());
+            }
+        };
+        match self {
+            Body::RpcRequest(_) => hide(json.get_mut("params")),
+            Body::RpcResponse(_) => hide(json.pointer_mut("/outcome/ok")),
+            Body::Scan(_) => hide(json.get_mut("data")),
+            Body::PrintJob(_) => hide(json.pointer_mut("/source/data")),
+            _ => {}
+        }
+    }
 }
 
 impl fmt::Display for Kind {

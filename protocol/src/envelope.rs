@@ -206,6 +206,11 @@ impl Envelope {
         })
     }
 
+    /// Whether the message may carry personal data (see [`Body::carries_personal_data`]).
+    pub fn carries_personal_data(&self) -> bool {
+        self.body.carries_personal_data()
+    }
+
     /// The message as JSON for people (inspect, diagnostics): personal data redacted.
     pub fn to_diagnostic_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -218,6 +223,50 @@ impl Envelope {
             "kind": self.kind().name(),
             "body": self.body.to_diagnostic_json(),
         })
+    }
+}
+
+/// A CBOR payload as JSON, in full, with nothing redacted: for those entitled to
+/// see personal data (an auditor's `kakanai-inspect --show-personal-data`) and for
+/// test vectors. Byte strings become `"h'…'"` (CBOR diagnostic notation), tags are
+/// dropped, non-text map keys are written as their JSON text.
+pub fn payload_to_json(bytes: &[u8]) -> Result<serde_json::Value, ProtocolError> {
+    let value: ciborium::Value =
+        ciborium::from_reader(bytes).map_err(|e| ProtocolError::Payload(e.to_string()))?;
+    Ok(cbor_to_json(&value))
+}
+
+fn cbor_to_json(v: &ciborium::Value) -> serde_json::Value {
+    use ciborium::Value as C;
+    use serde_json::Value as J;
+    match v {
+        C::Integer(i) => {
+            let i = i128::from(*i);
+            i64::try_from(i)
+                .map(J::from)
+                .or_else(|_| u64::try_from(i).map(J::from))
+                .unwrap_or_else(|_| J::String(i.to_string()))
+        }
+        C::Bytes(b) => J::String(format!("h'{}'", hex::encode(b))),
+        C::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        C::Text(t) => J::String(t.clone()),
+        C::Bool(b) => J::Bool(*b),
+        C::Null => J::Null,
+        C::Tag(_, inner) => cbor_to_json(inner),
+        C::Array(items) => J::Array(items.iter().map(cbor_to_json).collect()),
+        C::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        C::Text(t) => t.clone(),
+                        other => cbor_to_json(other).to_string(),
+                    };
+                    (key, cbor_to_json(v))
+                })
+                .collect(),
+        ),
+        _ => J::Null,
     }
 }
 

@@ -26,6 +26,7 @@
 //!   caller-provided store, so a restart never reuses a number.
 //! - [`seal`] — the one-call paths: [`seal::seal`] (encode + sign) and
 //!   [`seal::Opener`] (size check → verify → decode → topic check → replay).
+//! - [`examples`] — a synthetic example body of every kind (docs, tools, vectors).
 //! - [`limits`] — size limits; [`error`] — the typed errors every input maps to.
 //!
 //! Invariant: no function here panics on input from outside the process; every
@@ -36,6 +37,7 @@ pub mod catalogue;
 pub mod cose;
 pub mod envelope;
 pub mod error;
+pub mod examples;
 pub mod keys;
 pub mod limits;
 pub mod personal;

@@ -10,12 +10,12 @@
 // Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use coset::{iana, CborSerializable, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
-use kakanai_protocol::catalogue::*;
-use kakanai_protocol::personal::{CardFace, MyNumber, PersonalText, Sex};
+use kakanai_protocol::catalogue::{Body, Kind};
+use kakanai_protocol::envelope::payload_to_json;
+use kakanai_protocol::examples;
 use kakanai_protocol::seal::{seal, Opener};
 use kakanai_protocol::topic::Ident;
 use kakanai_protocol::{Envelope, KeyId, MessageId, SigningKey, Topic, VerifyingKey};
@@ -29,152 +29,23 @@ fn id(n: u8) -> MessageId {
     MessageId::from_bytes([n; 16])
 }
 
-/// One example of every kind.
+/// Every kind's example body, with the correlation id and expiry the kind uses.
 fn bodies() -> Vec<(Kind, Body, Option<MessageId>, Option<i64>)> {
-    let face = CardFace {
-        name: PersonalText::new("見本　太郎"),
-        address: PersonalText::new("架空県見本市本町１丁目２番３号"),
-        birth_date: PersonalText::new("19850715"),
-        sex: Sex::Male,
-        my_number: Some(MyNumber::parse("123456789018").unwrap()),
-        has_private_use_chars: false,
-    };
-    let mut settings = BTreeMap::new();
-    settings.insert(
-        "printer.uri".to_owned(),
-        ciborium::Value::Text("ipp://localhost:8631/ipp/print".into()),
-    );
-    settings.insert(
-        "ui.idle_logout_s".to_owned(),
-        ciborium::Value::Integer(300.into()),
-    );
-    vec![
-        (
-            Kind::Presence,
-            Body::Presence(Presence {
-                state: PresenceState::Online,
-                boot_counter: 12,
-                software_version: "0.1.0".into(),
-                devices: vec![
-                    DeviceInfo {
-                        id: "Virtual PCD 00 00".into(),
-                        class: DeviceClass::CardReader,
-                        model: "vpcd".into(),
-                        status: DeviceStatus::Ready,
-                    },
-                    DeviceInfo {
-                        id: "printer-1".into(),
-                        class: DeviceClass::Printer,
-                        model: "ippeveprinter".into(),
-                        status: DeviceStatus::Error {
-                            code: "media-empty".into(),
-                            detail: "用紙切れ".into(),
-                        },
-                    },
-                ],
-            }),
-            None,
-            None,
-        ),
-        (
-            Kind::DeviceState,
-            Body::DeviceState(DeviceStateReport {
-                id: "printer-1".into(),
-                class: DeviceClass::Printer,
-                status: DeviceStatus::Busy,
-            }),
-            None,
-            None,
-        ),
-        (
-            Kind::Ack,
-            Body::Ack(Ack {
-                of: id(0x11),
-                status: AckStatus::Rejected {
-                    reason: "expired".into(),
-                },
-            }),
-            Some(id(0x11)),
-            None,
-        ),
-        (
-            Kind::RpcRequest,
-            Body::RpcRequest(RpcRequest::new::<Ping>(&"hello".to_owned()).unwrap()),
-            None,
-            Some(1_795_000_030_000),
-        ),
-        (
-            Kind::RpcResponse,
-            Body::RpcResponse(RpcResponse::ok::<Ping>(&"hello".to_owned()).unwrap()),
-            Some(id(0x22)),
-            None,
-        ),
-        (
-            Kind::CardRead,
-            Body::CardRead(CardRead {
-                reader: "Virtual PCD 00 00".into(),
-                card: CardType::MyNumberCard,
-                outcome: Ok(face),
-            }),
-            None,
-            None,
-        ),
-        (
-            Kind::PrintJob,
-            Body::PrintJob(PrintJob {
-                job_id: "job-1".into(),
-                title: "申請書 1/3".into(),
-                media_type: "application/pdf".into(),
-                size: 9,
-                copies: 1,
-                source: DocumentSource::Inline {
-                    data: b"%PDF-1.7\n".to_vec(),
-                    chunk: 0,
-                    chunks: 1,
-                },
-            }),
-            None,
-            Some(1_795_000_600_000),
-        ),
-        (
-            Kind::PrintStatus,
-            Body::PrintStatus(PrintStatus {
-                job_id: "job-1".into(),
-                state: PrintState::Completed { pages: Some(1) },
-            }),
-            Some(id(0x33)),
-            None,
-        ),
-        (
-            Kind::Scan,
-            Body::Scan(ScanResult {
-                scanner: "scanner-1".into(),
-                symbology: Symbology::Qr,
-                data: b"KAKANAI:form:42".to_vec(),
-            }),
-            None,
-            None,
-        ),
-        (
-            Kind::ConfigDesired,
-            Body::ConfigDesired(ConfigDesired {
-                version: 7,
-                settings: settings.clone(),
-            }),
-            None,
-            None,
-        ),
-        (
-            Kind::ConfigReported,
-            Body::ConfigReported(ConfigReported {
-                version: 7,
-                settings,
-                rejected: BTreeMap::new(),
-            }),
-            Some(id(0x44)),
-            None,
-        ),
-    ]
+    Kind::ALL
+        .iter()
+        .map(|&kind| {
+            let (corr, exp) = match kind {
+                Kind::Ack => (Some(id(0x11)), None),
+                Kind::RpcRequest => (None, Some(1_795_000_030_000)),
+                Kind::RpcResponse => (Some(id(0x22)), None),
+                Kind::PrintJob => (None, Some(1_795_000_600_000)),
+                Kind::PrintStatus => (Some(id(0x33)), None),
+                Kind::ConfigReported => (Some(id(0x44)), None),
+                _ => (None, None),
+            };
+            (kind, examples::body(kind), corr, exp)
+        })
+        .collect()
 }
 
 fn generate() -> Value {
@@ -209,6 +80,7 @@ fn generate() -> Value {
             "valid": true,
             "alg": "Ed25519",
             "expected": env.to_diagnostic_json(),
+            "expected_full": payload_to_json(&env.encode().unwrap()).unwrap(),
         }));
     }
 
@@ -275,7 +147,7 @@ fn generate() -> Value {
     }
 
     json!({
-        "about": "Kakanai protocol v1 golden vectors. Each message is a COSE_Sign1 whose external_aad is the UTF-8 topic. 'expected' is the decoded payload as kakanai-inspect prints it (personal data redacted; the CBOR carries it in full).",
+        "about": "Kakanai protocol v1 golden vectors. Each message is a COSE_Sign1 whose external_aad is the UTF-8 topic. 'expected' is the decoded payload as kakanai-inspect prints it (personal data redacted); 'expected_full' is the whole payload as JSON (byte strings as h'hex'). All personal data here is invented.",
         "secret_key_hex": hex::encode(key.seed()),
         "public_key_hex": hex::encode(public.as_bytes()),
         "kid_hex": kid.to_hex(),

@@ -2,7 +2,8 @@
 //!
 //! For operators and for other implementations checking themselves against ours:
 //! `verify` prints one JSON object and exits 0 (valid), 1 (invalid, with `reason`)
-//! or 2 (usage); `sign` writes a COSE_Sign1 to stdout; `keygen` prints a key pair.
+//! or 2 (usage); `sign` writes a COSE_Sign1 to stdout; `keygen` prints a key pair;
+//! `example` writes an example payload of a message kind.
 //! Personal data inside a decoded message is shown redacted.
 
 use std::io::{Read, Write};
@@ -11,8 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kakanai_protocol::cose::{self, Unverified};
-use kakanai_protocol::{Envelope, KeyId, SigningKey, VerifyingKey};
-use serde_json::json;
+use kakanai_protocol::envelope::payload_to_json;
+use kakanai_protocol::personal::REDACTED;
+use kakanai_protocol::{examples, Envelope, KeyId, Kind, SigningKey, VerifyingKey};
+use serde_json::{json, Value};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +37,11 @@ enum Command {
         public_key: String,
         #[command(flatten)]
         aad: Aad,
+        /// Show personal data (個人番号, names, addresses, documents) in full. Without
+        /// it they are redacted and `payload_hex` is withheld for messages that may
+        /// carry them.
+        #[arg(long)]
+        show_personal_data: bool,
         /// The message file; `-` reads standard input.
         file: PathBuf,
     },
@@ -56,6 +64,18 @@ enum Command {
     },
     /// Print a new Ed25519 key pair and its conventional key id as JSON.
     Keygen,
+    /// Write an example Kakanai payload (CBOR) of a message kind to stdout, to sign.
+    Example {
+        /// The kind (presence, device-state, ack, rpc-req, rpc-res, card-read,
+        /// print-job, print-status, scan, config-desired, config-reported).
+        kind: String,
+        /// The sender sequence number to put in it.
+        #[arg(long, default_value_t = 1)]
+        seq: u64,
+        /// Write hex instead of raw bytes.
+        #[arg(long)]
+        hex: bool,
+    },
 }
 
 #[derive(Args)]
@@ -78,8 +98,9 @@ fn main() -> ExitCode {
         Command::Verify {
             public_key,
             aad,
+            show_personal_data,
             file,
-        } => verify(&public_key, &aad, &file),
+        } => verify(&public_key, &aad, show_personal_data, &file),
         Command::Sign {
             secret_key,
             kid,
@@ -88,6 +109,7 @@ fn main() -> ExitCode {
             file,
         } => sign(&secret_key, &kid, topic.as_deref(), hex, &file),
         Command::Keygen => keygen(),
+        Command::Example { kind, seq, hex } => example(&kind, seq, hex),
     };
     match result {
         Ok(code) => code,
@@ -98,7 +120,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn verify(public_key: &str, aad: &Aad, file: &Path) -> Result<ExitCode, Usage> {
+fn verify(public_key: &str, aad: &Aad, show: bool, file: &Path) -> Result<ExitCode, Usage> {
     let key = decode_hex(public_key, "--public-key")
         .and_then(|b| VerifyingKey::from_bytes(&b).map_err(|e| Usage(e.to_string())))?;
     let aad = match (&aad.topic, &aad.aad) {
@@ -116,13 +138,29 @@ fn verify(public_key: &str, aad: &Aad, file: &Path) -> Result<ExitCode, Usage> {
                 Err(e) => json!({
                     "valid": false, "reason": e.to_string(), "alg": alg.name(), "kid": kid,
                 }),
-                Ok(ok) => json!({
-                    "valid": true,
-                    "alg": ok.alg.name(),
-                    "kid": kid,
-                    "payload_hex": hex::encode(&ok.payload),
-                    "message": Envelope::decode(&ok.payload).ok().map(|m| m.to_diagnostic_json()),
-                }),
+                Ok(ok) => {
+                    let message = Envelope::decode(&ok.payload).ok();
+                    let personal = message
+                        .as_ref()
+                        .is_some_and(Envelope::carries_personal_data);
+                    let (payload_hex, message) = match message {
+                        Some(_) if show => (
+                            json!(hex::encode(&ok.payload)),
+                            payload_to_json(&ok.payload).unwrap_or_default(),
+                        ),
+                        Some(m) if personal => (json!(REDACTED), m.to_diagnostic_json()),
+                        Some(m) => (json!(hex::encode(&ok.payload)), m.to_diagnostic_json()),
+                        None => (json!(hex::encode(&ok.payload)), Value::Null),
+                    };
+                    json!({
+                        "valid": true,
+                        "alg": ok.alg.name(),
+                        "kid": kid,
+                        "payload_hex": payload_hex,
+                        "personal_data": personal,
+                        "message": message,
+                    })
+                }
             }
         }
     };
@@ -148,15 +186,7 @@ fn sign(
     let payload = read_input(file)?;
     let signed = cose::sign(&key, &kid, topic.unwrap_or_default().as_bytes(), payload)
         .map_err(|e| Usage(e.to_string()))?;
-    let out = if hex_out {
-        format!("{}\n", hex::encode(&signed)).into_bytes()
-    } else {
-        signed
-    };
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| Usage(format!("writing stdout: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    write_out(signed, hex_out)
 }
 
 fn keygen() -> Result<ExitCode, Usage> {
@@ -170,6 +200,29 @@ fn keygen() -> Result<ExitCode, Usage> {
             "kid": KeyId::of_key(&public).to_hex(),
         })
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn example(kind: &str, seq: u64, hex_out: bool) -> Result<ExitCode, Usage> {
+    let kind = Kind::from_name(kind).map_err(|e| Usage(e.to_string()))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let payload = Envelope::new(seq, now_ms, examples::body(kind))
+        .and_then(|e| e.encode())
+        .map_err(|e| Usage(e.to_string()))?;
+    write_out(payload, hex_out)
+}
+
+fn write_out(bytes: Vec<u8>, hex_out: bool) -> Result<ExitCode, Usage> {
+    let out = if hex_out {
+        format!("{}\n", hex::encode(&bytes)).into_bytes()
+    } else {
+        bytes
+    };
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| Usage(format!("writing stdout: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
