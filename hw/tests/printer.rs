@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -201,69 +201,20 @@ fn printer_busy_then_retry_and_cancel_processing_job() {
     ));
 }
 
-/// An ippeveprinter with a print command, which the shared harness does not offer.
-/// Uses the harness's D-Bus/Avahi setup and port allocation; killed (by its own child
-/// handle) on drop.
-struct CommandPrinter {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl CommandPrinter {
-    fn start(name: &str, script: &str) -> Self {
-        kakanai_test_peers::ipp::ensure_bus_daemons().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let command = dir.path().join("print-command");
-        std::fs::write(&command, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let spool = dir.path().join("spool");
-        std::fs::create_dir(&spool).unwrap();
-        let port = kakanai_test_peers::free_port();
-        let child = Command::new("ippeveprinter")
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["-n", "localhost", "-f", "application/pdf", "-d"])
-            .arg(&spool)
-            .arg("-c")
-            .arg(&command)
-            .arg(name)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut me = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !kakanai_test_peers::port_accepts(port) {
-            assert!(
-                me.child.try_wait().unwrap().is_none(),
-                "ippeveprinter exited"
-            );
-            assert!(Instant::now() < deadline, "ippeveprinter did not start");
-            thread::sleep(Duration::from_millis(25));
-        }
-        me
-    }
-
-    fn uri(&self) -> String {
-        format!("ipp://localhost:{}/ipp/print", self.port)
-    }
-}
-
-impl Drop for CommandPrinter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An ippeveprinter (from the shared harness) whose print command is the `/bin/sh`
+/// `script`, written into `dir`, which must outlive the printer.
+fn command_printer(dir: &Path, name: &str, script: &str) -> kakanai_test_peers::IppPrinter {
+    let command = dir.join("print-command");
+    std::fs::write(&command, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).unwrap();
+    kakanai_test_peers::IppPrinter::start_with_command(name, &command).unwrap()
 }
 
 #[test]
 fn printer_failing_job_is_aborted_with_reason() {
-    let peer = CommandPrinter::start(
+    let dir = tempfile::tempdir().unwrap();
+    let peer = command_printer(
+        dir.path(),
         "kakanai-test-fail",
         "echo 'STATE: +media-jam' >&2\necho 'ERROR: paper jam in tray 1' >&2\nexit 1",
     );
@@ -292,7 +243,8 @@ fn printer_failing_job_is_aborted_with_reason() {
 
 #[test]
 fn printer_with_command_completes_fast() {
-    let peer = CommandPrinter::start("kakanai-test-fast", "exit 0");
+    let dir = tempfile::tempdir().unwrap();
+    let peer = command_printer(dir.path(), "kakanai-test-fast", "exit 0");
     let printer = IppPrinter::new(&peer.uri()).unwrap();
     let started = Instant::now();
     let job = printer

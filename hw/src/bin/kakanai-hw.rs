@@ -273,14 +273,78 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn print(_uri: &str, _name: &str, _timeout_s: u64, _file: &std::path::Path) -> Result<ExitCode> {
-    bail!("printing is not wired into kakanai-hw yet")
+fn print(uri: &str, name: &str, timeout_s: u64, file: &std::path::Path) -> Result<ExitCode> {
+    use kakanai_hw::printer::{IppPrinter, JobOutcome, PrintRequest, Printer};
+    let document = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let request = PrintRequest::new(document, name, 1)?;
+    let printer = IppPrinter::new(uri)?;
+    let timeout = Duration::from_secs(timeout_s);
+    let job = printer.submit_when_ready(&request, timeout)?;
+    let outcome = printer.wait(&job, timeout)?;
+    let state = kakanai_protocol::catalogue::PrintState::from(&outcome);
+    println!(
+        "{}",
+        json!({
+            "ok": matches!(outcome, JobOutcome::Completed { .. }),
+            "job_id": job.id(),
+            "state": state,
+            "reason": outcome.reason(),
+        })
+    );
+    Ok(if matches!(outcome, JobOutcome::Completed { .. }) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-fn printer_status(_uri: &str) -> Result<ExitCode> {
-    bail!("printer status is not wired into kakanai-hw yet")
+fn printer_status(uri: &str) -> Result<ExitCode> {
+    use kakanai_hw::printer::{IppPrinter, Printer, PrinterStatus};
+    let status = IppPrinter::new(uri)?.status()?;
+    let (state, conditions) = match &status {
+        PrinterStatus::Online { state, conditions } => (
+            json!(format!("{state:?}").to_lowercase()),
+            conditions
+                .iter()
+                .map(|c| json!(format!("{c:?}")))
+                .collect::<Vec<_>>(),
+        ),
+        PrinterStatus::Unreachable => (json!("unreachable"), Vec::new()),
+    };
+    println!(
+        "{}",
+        json!({
+            "ok": true,
+            "can_print": status.can_print(),
+            "state": state,
+            "conditions": conditions,
+            "label": status.label_ja(),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-fn scan(_device: PathBuf, _show: bool) -> Result<ExitCode> {
-    bail!("the scanner is not wired into kakanai-hw yet")
+fn scan(device: PathBuf, show_data: bool) -> Result<ExitCode> {
+    use kakanai_hw::scanner::{Scanner, ScannerConfig, ScannerEvent};
+    let handle = Scanner::spawn(ScannerConfig::new(device))?;
+    for event in handle.events() {
+        let line = match event {
+            ScannerEvent::Connected => json!({ "event": "connected" }),
+            ScannerEvent::Disconnected => json!({ "event": "disconnected" }),
+            ScannerEvent::Rejected { reason } => {
+                json!({ "event": "rejected", "reason": reason.to_string() })
+            }
+            ScannerEvent::Code(scan) => {
+                let result = scan.into_result("cli");
+                let data = if show_data {
+                    json!(String::from_utf8_lossy(&result.data))
+                } else {
+                    json!(kakanai_protocol::personal::REDACTED)
+                };
+                json!({ "event": "code", "symbology": result.symbology, "len": result.data.len(), "data": data })
+            }
+        };
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

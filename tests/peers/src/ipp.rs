@@ -1,6 +1,25 @@
 //! `ippeveprinter` (package `cups-ipp-utils`): an IPP Everywhere printer that keeps every
 //! document it receives in its spool directory, so a test can read back what was printed.
 //!
+//! Two ways to start one:
+//!
+//! * [`IppPrinter::start`]: no print command. ippeveprinter then "prints" each job by
+//!   sleeping 5–15 s (random), one job at a time, answering Print-Job with
+//!   `server-error-busy` meanwhile; every job completes.
+//! * [`IppPrinter::start_with_command`]: `-c COMMAND`. ippeveprinter runs
+//!   `COMMAND SPOOLED-FILE` for each job instead of sleeping, so a job takes as long as
+//!   the command. Exit status 0 completes the job; any other status aborts it
+//!   (`job-state` aborted, `job-state-reasons` `aborted-by-system`). A line
+//!   `STATE: +keyword` on the command's stderr adds `keyword` to the printer's
+//!   `printer-state-reasons`, and `ERROR: text` sets the job's `job-state-message`. The
+//!   command must be an executable file (e.g. a `#!/bin/sh` script with mode 0755, or
+//!   `/bin/true`); it runs in the printer's process group, so it is stopped with it.
+//!
+//! Both keep the documents (`-k`) in [`IppPrinter::spool_dir`], whatever the job's
+//! outcome (with a command, next to a `.prn` file holding the command's standard output,
+//! which [`IppPrinter::printed_files`] skips), and share the same start-up: free port
+//! with retries, readiness wait, and the bus daemons below.
+//!
 //! ippeveprinter exits with "Unable to initialize DNS-SD" without the D-Bus system bus and
 //! `avahi-daemon`. [`IppPrinter::start`] starts both, under the lock
 //! `kakanai-test-peers-dbus-avahi.lock`, only when they are not already running, and
@@ -9,6 +28,7 @@
 //! another test would break it.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,8 +57,35 @@ pub struct IppPrinter {
 
 impl IppPrinter {
     /// Starts a printer called `name` (its DNS-SD service name; make it unique per test to
-    /// avoid Avahi renaming) accepting [`FORMATS`] on a free port.
+    /// avoid Avahi renaming) accepting [`FORMATS`] on a free port. It has no print
+    /// command: each job takes 5–15 s and completes (see the module documentation).
     pub fn start(name: &str) -> Result<Self> {
+        Self::launch(name, None)
+    }
+
+    /// Like [`IppPrinter::start`], but with the print command `command` (`-c COMMAND`):
+    /// each job runs `command SPOOLED-FILE`; exit status 0 completes the job, any other
+    /// aborts it (see the module documentation for `STATE:` / `ERROR:` lines).
+    ///
+    /// `command` must be an executable file and stay in place while the printer runs;
+    /// otherwise this fails with [`PeerError::MissingFile`].
+    pub fn start_with_command(name: &str, command: &Path) -> Result<Self> {
+        let executable =
+            fs::metadata(command).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if !executable {
+            return Err(PeerError::MissingFile {
+                peer: PEER,
+                path: command.to_path_buf(),
+                hint: "the print command must be an existing executable file \
+                       (e.g. a #!/bin/sh script with mode 0755)"
+                    .into(),
+            });
+        }
+        Self::launch(name, Some(command))
+    }
+
+    /// The one start-up path: spool directory, `-k`, free port with retries, readiness.
+    fn launch(name: &str, command: Option<&Path>) -> Result<Self> {
         let binary = util::find_binary(PEER, "ippeveprinter", "cups-ipp-utils")?;
         ensure_bus_daemons()?;
         let dir = tempfile::Builder::new()
@@ -56,18 +103,17 @@ impl IppPrinter {
         for _ in 0..util::PORT_ATTEMPTS {
             let port = util::free_port();
             let (out, err) = util::log_file(&log)?;
-            let mut process = PeerProcess::spawn(
-                PEER,
-                Command::new(&binary)
-                    .arg("-p")
-                    .arg(port.to_string())
-                    .args(["-n", "localhost", "-d"])
-                    .arg(&spool)
-                    .args(["-f", FORMATS, "-k"])
-                    .arg(name)
-                    .stdout(out)
-                    .stderr(err),
-            )?;
+            let mut cmd = Command::new(&binary);
+            cmd.arg("-p")
+                .arg(port.to_string())
+                .args(["-n", "localhost", "-d"])
+                .arg(&spool)
+                .args(["-f", FORMATS, "-k"]);
+            if let Some(command) = command {
+                cmd.arg("-c").arg(command);
+            }
+            cmd.arg(name).stdout(out).stderr(err);
+            let mut process = PeerProcess::spawn(PEER, &mut cmd)?;
             match util::wait_ready(&mut process, util::START_TIMEOUT, || {
                 util::port_accepts(port)
             })? {
@@ -120,13 +166,17 @@ impl IppPrinter {
     }
 
     /// The documents received so far, in job order.
+    ///
+    /// With a print command, ippeveprinter also writes the command's standard output to
+    /// `ID-NAME.prn` in the spool directory; that is not a received document and is not
+    /// listed (the accepted [`FORMATS`] are spooled as `.pdf` and `.pwg`).
     pub fn printed_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<(u64, PathBuf)> = fs::read_dir(self.spool_dir())
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() && p.extension().is_none_or(|ext| ext != "prn"))
             .map(|p| (job_id(&p), p))
             .collect();
         files.sort();

@@ -12,7 +12,7 @@
 //! | [`mosquitto`] | [`Mosquitto`] | MQTT broker on `127.0.0.1:PORT`, anonymous, extra config lines and files |
 //! | [`postgres`] | [`Postgres`] | throw-away PostgreSQL cluster (`initdb` + `pg_ctl`), superuser `kakanai`, trust auth |
 //! | [`pcscd`] | [`Pcscd`] | `pcscd` with the vpcd virtual reader on free ports (two slots) |
-//! | [`ipp`] | [`IppPrinter`] | `ippeveprinter` IPP Everywhere printer that keeps printed documents |
+//! | [`ipp`] | [`IppPrinter`] | `ippeveprinter` IPP Everywhere printer that keeps printed documents; [`IppPrinter::start`] simulates 5–15 s per job, [`IppPrinter::start_with_command`] runs a print command (`-c`) whose exit status completes or aborts each job |
 //! | [`chromium`] | [`Chromium`], [`chromium_dump_dom`] | headless Chromium with a DevTools port |
 //! | [`util`] | [`free_port`], [`free_port_pair`], [`port_accepts`] | shared plumbing |
 //!
