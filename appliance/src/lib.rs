@@ -1,10 +1,13 @@
 //! `kakanai-appliance` — the per-counter daemon.
 //!
 //! It will own the counter's devices through `kakanai-hw`, keep the signed MQTT link
-//! to the control plane (COSE_Sign1 messages from `kakanai-protocol`, a durable
-//! outbox in redb), and serve the staff UI to the attached tablet.
+//! to the control plane (COSE_Sign1 messages from `kakanai-protocol`), and serve the
+//! staff UI to the attached tablet.
 //!
-//! Status: empty. Built by the "counter appliance" issue.
-//!
-//! Code map: (none yet).
+//! Code map (in progress):
+//! - [`store`] — durable state in redb: the outbox (written before publishing,
+//!   removed on the control plane's ack), sequence numbers reserved in blocks, the
+//!   boot counter, executed command ids.
 #![forbid(unsafe_code)]
+
+pub mod store;

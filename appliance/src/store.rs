@@ -1,0 +1,287 @@
+//! The appliance's durable state in redb: the outbox, sequence numbers, the boot
+//! counter and the ids of commands already executed.
+//!
+//! Every message to the control plane is written here (signed, with its topic)
+//! before it is published, and removed only when the control plane's ack names its
+//! message id; after a reconnect or a restart, [`ApplianceStore::pending`] gives what
+//! to send again, oldest first. redb commits durably by default; a batch of messages
+//! is one commit, so the fsync cost is paid per batch, not per message.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use kakanai_protocol::sequence::SequenceStore;
+use kakanai_protocol::ProtocolError;
+
+/// Outbox position → the queued message.
+const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
+/// Message id → outbox position, to remove a message when its ack arrives.
+const OUTBOX_BY_ID: TableDefinition<'_, &[u8; 16], u64> = TableDefinition::new("outbox_by_id");
+/// Counters.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Command message id → when it was executed (ms), to execute each command once.
+const SEEN_COMMANDS: TableDefinition<'_, &[u8; 16], i64> = TableDefinition::new("seen_commands");
+
+const NEXT_POSITION: &str = "next_outbox_position";
+const SEQ_RESERVED: &str = "sequence_reserved";
+const BOOT_COUNTER: &str = "boot_counter";
+
+/// What went wrong with the appliance's store. Never carries message contents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The disk is full: nothing new can be queued until space is freed; what is
+    /// already queued is intact.
+    #[error("the disk is full; the outbox cannot take more messages")]
+    DiskFull,
+    /// The store is locked by another process (a second appliance daemon?).
+    #[error("the store is in use by another process")]
+    Locked,
+    /// The file is damaged.
+    #[error("the store is damaged: {0}")]
+    Corrupted(String),
+    /// Another storage failure.
+    #[error("store: {0}")]
+    Storage(String),
+    /// A queued item could not be decoded.
+    #[error("a queued message is unreadable: {0}")]
+    Decode(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
+            redb::Error::Corrupted(m) => StoreError::Corrupted(m),
+            redb::Error::Io(io) if io.raw_os_error() == Some(28) => StoreError::DiskFull,
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                redb::Error::from(e).into()
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A message waiting for the control plane's ack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// The message id (from the signed envelope), which the ack names.
+    pub message_id: [u8; 16],
+    /// The MQTT topic it is published on (also its signature's external AAD).
+    pub topic: String,
+    /// The signed COSE_Sign1 bytes, sent as they are on every attempt.
+    #[serde(with = "bytes")]
+    pub signed: Vec<u8>,
+    /// When it was queued, ms since the epoch.
+    pub enqueued_ms: i64,
+}
+
+mod bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let v: ciborium::Value = Deserialize::deserialize(d)?;
+        v.into_bytes()
+            .map_err(|_| serde::de::Error::custom("expected a byte string"))
+    }
+}
+
+/// The appliance's store.
+pub struct ApplianceStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for ApplianceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplianceStore").finish_non_exhaustive()
+    }
+}
+
+impl ApplianceStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(OUTBOX)?;
+            tx.open_table(OUTBOX_BY_ID)?;
+            tx.open_table(META)?;
+            tx.open_table(SEEN_COMMANDS)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Counts this start: increments and returns the boot counter.
+    pub fn boot(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write()?;
+        let boot = {
+            let mut meta = tx.open_table(META)?;
+            let boot = meta.get(BOOT_COUNTER)?.map_or(0, |v| v.value()) + 1;
+            meta.insert(BOOT_COUNTER, boot)?;
+            boot
+        };
+        tx.commit()?;
+        Ok(boot)
+    }
+
+    /// Queues messages in one durable commit; returns their positions.
+    pub fn enqueue(&self, items: &[OutboxItem]) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut positions = Vec::with_capacity(items.len());
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut by_id = tx.open_table(OUTBOX_BY_ID)?;
+            let mut next = meta.get(NEXT_POSITION)?.map_or(1, |v| v.value());
+            for item in items {
+                // The same message queued twice (a retry by the caller) stays once.
+                if by_id.get(&item.message_id)?.is_some() {
+                    continue;
+                }
+                let mut encoded = Vec::with_capacity(item.signed.len() + 64);
+                ciborium::into_writer(item, &mut encoded)
+                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                outbox.insert(next, encoded.as_slice())?;
+                by_id.insert(&item.message_id, next)?;
+                positions.push(next);
+                next += 1;
+            }
+            meta.insert(NEXT_POSITION, next)?;
+        }
+        tx.commit()?;
+        Ok(positions)
+    }
+
+    /// Removes the message the control plane acknowledged; false if it was not
+    /// queued (already acked, or never ours).
+    pub fn ack(&self, message_id: &[u8; 16]) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let removed = {
+            let mut by_id = tx.open_table(OUTBOX_BY_ID)?;
+            let position = by_id.remove(message_id)?.map(|v| v.value());
+            match position {
+                Some(p) => {
+                    tx.open_table(OUTBOX)?.remove(p)?;
+                    true
+                }
+                None => false,
+            }
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Up to `limit` queued messages, oldest first.
+    pub fn pending(&self, limit: usize) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in outbox.iter()?.take(limit) {
+            let (k, v) = entry?;
+            let item: OutboxItem =
+                ciborium::from_reader(v.value()).map_err(|e| StoreError::Decode(e.to_string()))?;
+            out.push((k.value(), item));
+        }
+        Ok(out)
+    }
+
+    /// How many messages wait for an ack.
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(OUTBOX)?.len()?)
+    }
+
+    /// Records that the command `message_id` is executed; false if it was already.
+    pub fn mark_command_seen(
+        &self,
+        message_id: &[u8; 16],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let new = {
+            let mut seen = tx.open_table(SEEN_COMMANDS)?;
+            if seen.get(message_id)?.is_some() {
+                false
+            } else {
+                seen.insert(message_id, now_ms)?;
+                true
+            }
+        };
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Forgets executed commands older than `before_ms` (their expiry has passed, so
+    /// a replay is refused by expiry instead).
+    pub fn prune_seen_commands(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write()?;
+        let removed = {
+            let mut seen = tx.open_table(SEEN_COMMANDS)?;
+            let old: Vec<[u8; 16]> = seen
+                .iter()?
+                .filter_map(Result::ok)
+                .filter(|(_, at)| at.value() < before_ms)
+                .map(|(id, _)| *id.value())
+                .collect();
+            for id in &old {
+                seen.remove(id)?;
+            }
+            old.len() as u64
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// The sequence-number store for [`kakanai_protocol::sequence::SequenceAllocator`].
+    pub fn sequence_store(&self) -> SequenceCounter<'_> {
+        SequenceCounter { store: self }
+    }
+}
+
+/// The sender's reserved sequence numbers, kept in the appliance's store.
+#[derive(Debug)]
+pub struct SequenceCounter<'a> {
+    store: &'a ApplianceStore,
+}
+
+impl SequenceStore for SequenceCounter<'_> {
+    fn load_reserved(&mut self) -> Result<u64, ProtocolError> {
+        let read = || -> Result<u64, StoreError> {
+            let tx = self.store.db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            Ok(meta.get(SEQ_RESERVED)?.map_or(0, |v| v.value()))
+        };
+        read().map_err(|e| ProtocolError::Sequence(e.to_string()))
+    }
+
+    fn store_reserved(&mut self, upto: u64) -> Result<(), ProtocolError> {
+        let write = || -> Result<(), StoreError> {
+            let tx = self.store.db.begin_write()?;
+            tx.open_table(META)?.insert(SEQ_RESERVED, upto)?;
+            tx.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| ProtocolError::Sequence(e.to_string()))
+    }
+}
