@@ -5,9 +5,12 @@
 //! staff UI to the attached tablet.
 //!
 //! Code map (in progress):
+//! - [`link`] — the signed MQTT link: outbox-backed sending, verified commands
+//!   executed once and acknowledged, presence birth/will, RPC with timeouts.
 //! - [`store`] — durable state in redb: the outbox (written before publishing,
 //!   removed on the control plane's ack), sequence numbers reserved in blocks, the
 //!   boot counter, executed command ids.
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod store;

@@ -8,6 +8,7 @@
 //! is one commit, so the fsync cost is paid per batch, not per message.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -206,6 +207,25 @@ impl ApplianceStore {
         Ok(out)
     }
 
+    /// Up to `limit` queued messages after position `after`, oldest first (for
+    /// re-sending the outbox in batches).
+    pub fn pending_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in outbox.range(after.saturating_add(1)..)?.take(limit) {
+            let (k, v) = entry?;
+            let item: OutboxItem =
+                ciborium::from_reader(v.value()).map_err(|e| StoreError::Decode(e.to_string()))?;
+            out.push((k.value(), item));
+        }
+        Ok(out)
+    }
+
     /// How many messages wait for an ack.
     pub fn pending_count(&self) -> Result<u64, StoreError> {
         let tx = self.db.begin_read()?;
@@ -254,18 +274,20 @@ impl ApplianceStore {
     }
 
     /// The sequence-number store for [`kakanai_protocol::sequence::SequenceAllocator`].
-    pub fn sequence_store(&self) -> SequenceCounter<'_> {
-        SequenceCounter { store: self }
+    pub fn sequence_store(self: &Arc<Self>) -> SequenceCounter {
+        SequenceCounter {
+            store: Arc::clone(self),
+        }
     }
 }
 
 /// The sender's reserved sequence numbers, kept in the appliance's store.
 #[derive(Debug)]
-pub struct SequenceCounter<'a> {
-    store: &'a ApplianceStore,
+pub struct SequenceCounter {
+    store: Arc<ApplianceStore>,
 }
 
-impl SequenceStore for SequenceCounter<'_> {
+impl SequenceStore for SequenceCounter {
     fn load_reserved(&mut self) -> Result<u64, ProtocolError> {
         let read = || -> Result<u64, StoreError> {
             let tx = self.store.db.begin_read()?;

@@ -57,7 +57,7 @@ fn boot_counter_and_sequence_numbers_only_go_up_across_restarts() {
     let path = dir.path().join("appliance.redb");
     let mut last_seq = 0;
     for boot in 1..=3u64 {
-        let store = ApplianceStore::open(&path).unwrap();
+        let store = std::sync::Arc::new(ApplianceStore::open(&path).unwrap());
         assert_eq!(store.boot().unwrap(), boot);
         let mut seq = SequenceAllocator::new(store.sequence_store(), 100).unwrap();
         for _ in 0..150 {

@@ -12,10 +12,13 @@
 //!   through pcscd's vpcd driver (`kakanai-vcard` binary), from JSON profiles.
 //! - [`printer`] — IPP Everywhere printer client and a spool-to-directory printer.
 //! - [`scanner`] — 2-D code scanner in USB-serial (CDC-ACM) mode.
+//! - [`backoff`] — [`backoff::Backoff`], the jittered exponential backoff every
+//!   reconnect loop uses.
 //! - [`lights`] — status lights and buttons: simulated, or GPIO on a Raspberry Pi
 //!   (feature `rpi`).
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod card;
 pub mod lights;
 pub mod printer;

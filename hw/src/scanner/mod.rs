@@ -12,7 +12,7 @@
 //!   [`ScannerEvent`], the reader thread;
 //! - [`framing`] — [`Framer`]: terminators, length limit, AIM prefixes, and what a
 //!   code's bytes may be ([`Content`]); pure code;
-//! - [`backoff`] — [`Backoff`], the validated reconnection delays.
+//! - [`Backoff`] (from [`crate::backoff`]) — the validated reconnection delays.
 //!
 //! Scanned codes may hold personal data (a form's 2-D code carries a name and an
 //! address): nothing here logs or formats a code's content, only lengths, offsets
@@ -21,7 +21,6 @@
 //! The device is opened with `serialport` (raw mode, no echo, exclusive), which also
 //! opens a pseudo-terminal's slave: the tests drive the reader through a real pty.
 
-pub mod backoff;
 pub mod framing;
 
 use std::path::PathBuf;
@@ -31,7 +30,7 @@ use std::time::Duration;
 
 use serialport::TTYPort;
 
-pub use backoff::{Backoff, BackoffError};
+pub use crate::backoff::{Backoff, BackoffError};
 pub use framing::{Content, FrameOutcome, Framer, FramingConfig, RejectReason, Scan, Terminator};
 
 /// Errors starting a scanner.

@@ -1,4 +1,5 @@
-//! Jittered exponential backoff between attempts to reopen a vanished device.
+//! Jittered exponential backoff: the one retry-delay type every reconnect loop uses
+//! (scanner reopening, the appliance's MQTT link, device supervision).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

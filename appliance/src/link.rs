@@ -1,0 +1,554 @@
+//! The appliance's link to the control plane: signed messages over MQTT 3.1.1.
+//!
+//! One task owns the MQTT event loop (`rumqttc`). What it guarantees:
+//! - **Nothing sent is lost.** [`LinkHandle::send`] writes the signed message to the
+//!   redb outbox before publishing it; it leaves the outbox only when the control
+//!   plane's `ack` names it. Every (re)connection publishes the whole outbox again,
+//!   oldest first; the control plane de-duplicates by message id.
+//! - **Commands run once, and only genuine, fresh ones.** Everything on our `down/`
+//!   topics goes through [`kakanai_protocol::seal::Opener`] (signature by the control
+//!   plane's key over the topic, kind fits the topic, replay window). Commands must
+//!   carry an expiry and are refused after it; executed command ids are kept in the
+//!   store, so a command re-sent by the control plane is acknowledged as a duplicate
+//!   and not run again, also after a restart. Each command gets an ack.
+//! - **Presence.** A retained, signed birth (online, boot counter, device inventory)
+//!   on every connection; a retained, signed will (offline) for the broker to publish
+//!   if the appliance vanishes.
+//! - **RPC.** [`LinkHandle::rpc`] sends a request with an expiry and waits for the
+//!   response with the same correlation id, or fails after its timeout with
+//!   [`LinkError::Timeout`], so the staff UI can say the control plane is unreachable.
+//! - Reconnection with the jittered exponential [`Backoff`] from `kakanai-hw`; keep-
+//!   alive pings detect a half-open connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kakanai_hw::backoff::Backoff;
+use kakanai_protocol::catalogue::{
+    Ack, AckStatus, Body, DeviceInfo, Presence, PresenceState, RpcError, RpcMethod, RpcRequest,
+    RpcResponse,
+};
+use kakanai_protocol::limits::MAX_MESSAGE_BYTES;
+use kakanai_protocol::seal::{seal, Opener};
+use kakanai_protocol::sequence::SequenceAllocator;
+use kakanai_protocol::topic::{filter, Channel, Ident};
+use kakanai_protocol::{
+    Envelope, KeyId, Kind, MessageId, ProtocolError, SigningKey, Topic, VerifyingKey,
+};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+
+use crate::store::{ApplianceStore, OutboxItem, SequenceCounter, StoreError};
+
+/// Sequence numbers reserved per durable write.
+const SEQUENCE_BLOCK: u64 = 1024;
+/// Messages re-published per batch after a (re)connection.
+const RESEND_BATCH: usize = 256;
+
+/// Who this appliance is and whom it trusts.
+pub struct Identity {
+    /// The tenant (city).
+    pub tenant: Ident,
+    /// This device's id.
+    pub device: Ident,
+    /// This device's signing key.
+    pub key: SigningKey,
+    /// Its key id.
+    pub kid: KeyId,
+    /// The control plane's public keys by key id (more than one during a rotation).
+    pub control_plane_keys: Vec<(KeyId, VerifyingKey)>,
+}
+
+/// How to run the link.
+pub struct LinkConfig {
+    /// Identity and trust.
+    pub identity: Identity,
+    /// Broker host.
+    pub broker_host: String,
+    /// Broker port.
+    pub broker_port: u16,
+    /// MQTT keep-alive; a broker silent for 1.5× this is considered gone.
+    pub keep_alive: Duration,
+    /// Delays between reconnection attempts.
+    pub backoff: Backoff,
+    /// This software's version, for the birth message.
+    pub software_version: String,
+    /// The devices attached, for the birth message.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// What the link tells the rest of the appliance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// Connected to the broker (birth sent, outbox being re-sent).
+    Online,
+    /// Lost the broker; retrying.
+    Offline {
+        /// Why, for the logs and the staff UI (no personal data).
+        reason: String,
+    },
+    /// A verified, fresh command to execute (already acknowledged as accepted).
+    Command(Envelope),
+    /// The control plane acknowledged one of our messages.
+    Acked(MessageId),
+    /// A message on our topics was refused.
+    Rejected {
+        /// Why (no message contents).
+        reason: String,
+    },
+}
+
+/// Why a link operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The appliance's store failed (the message was not queued).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The message could not be built or signed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// No answer from the control plane in time.
+    #[error("the control plane did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The link has shut down.
+    #[error("the link is shut down")]
+    Closed,
+}
+
+struct Sender {
+    identity: Identity,
+    seq: SequenceAllocator<SequenceCounter>,
+}
+
+impl Sender {
+    fn envelope(&mut self, body: Body) -> Result<Envelope, LinkError> {
+        Ok(Envelope::new(self.seq.next_seq()?, now_ms(), body)?)
+    }
+
+    fn seal_up(&mut self, envelope: &Envelope) -> Result<(Topic, Vec<u8>), LinkError> {
+        let id = &self.identity;
+        let topic = match envelope.kind() {
+            Kind::Presence => Topic::presence(&id.tenant, &id.device),
+            kind => Topic::up(&id.tenant, &id.device, kind)?,
+        };
+        let bytes = seal(&id.key, &id.kid, &topic, envelope)?;
+        Ok((topic, bytes))
+    }
+}
+
+type PendingRpcs = Arc<std::sync::Mutex<HashMap<MessageId, oneshot::Sender<RpcResponse>>>>;
+
+/// The handle the rest of the appliance uses; cheap to clone.
+#[derive(Clone)]
+pub struct LinkHandle {
+    client: AsyncClient,
+    store: Arc<ApplianceStore>,
+    sender: Arc<Mutex<Sender>>,
+    rpcs: PendingRpcs,
+    online: watch::Receiver<bool>,
+}
+
+impl LinkHandle {
+    /// Signs `body`, writes it to the outbox, then publishes it. Returns once it is
+    /// durably queued: it will reach the control plane even if the link is down now
+    /// or the appliance restarts.
+    pub async fn send(&self, body: Body) -> Result<MessageId, LinkError> {
+        let envelope = self.sender.lock().await.envelope(body)?;
+        self.send_envelope(envelope).await
+    }
+
+    async fn send_envelope(&self, envelope: Envelope) -> Result<MessageId, LinkError> {
+        let (topic, bytes) = self.sender.lock().await.seal_up(&envelope)?;
+        let item = OutboxItem {
+            message_id: *envelope.id.as_bytes(),
+            topic: topic.to_string(),
+            signed: bytes,
+            enqueued_ms: now_ms(),
+        };
+        let store = Arc::clone(&self.store);
+        let queued = item.clone();
+        // redb commits with an fsync: keep it off the async workers.
+        tokio::task::spawn_blocking(move || store.enqueue(&[queued]))
+            .await
+            .map_err(|_| LinkError::Closed)??;
+        // If this fails (link down), the message waits in the outbox for the next
+        // connection.
+        let _ = self
+            .client
+            .try_publish(item.topic, QoS::AtLeastOnce, false, item.signed);
+        Ok(envelope.id)
+    }
+
+    /// Calls RPC method `M` on the control plane and waits up to `timeout`.
+    pub async fn rpc<M: RpcMethod>(
+        &self,
+        params: &M::Request,
+        timeout: Duration,
+    ) -> Result<Result<M::Response, RpcError>, LinkError> {
+        let request = RpcRequest::new::<M>(params)?;
+        let expires = now_ms() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let envelope = self
+            .sender
+            .lock()
+            .await
+            .envelope(Body::RpcRequest(request))?
+            .expiring_at(expires);
+        let (tx, rx) = oneshot::channel();
+        let id = envelope.id;
+        lock(&self.rpcs).insert(id, tx);
+        let sent = self.send_envelope(envelope).await;
+        if let Err(e) = sent {
+            lock(&self.rpcs).remove(&id);
+            return Err(e);
+        }
+        let answer = tokio::time::timeout(timeout, rx).await;
+        lock(&self.rpcs).remove(&id);
+        match answer {
+            Ok(Ok(response)) => Ok(response.result::<M>()?),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Timeout(timeout)),
+        }
+    }
+
+    /// Whether the broker connection is up now.
+    pub fn is_online(&self) -> bool {
+        *self.online.borrow()
+    }
+
+    /// Waits until the link is online, up to `timeout`.
+    pub async fn wait_online(&self, timeout: Duration) -> bool {
+        let mut rx = self.online.clone();
+        let up = tokio::time::timeout(timeout, rx.wait_for(|up| *up)).await;
+        let online = matches!(up, Ok(Ok(_)));
+        online
+    }
+
+    /// Publishes the retained "offline" presence and disconnects.
+    pub async fn shutdown(&self, boot_counter: u64) -> Result<(), LinkError> {
+        let presence = Body::Presence(Presence {
+            state: PresenceState::Offline,
+            boot_counter,
+            software_version: String::new(),
+            devices: Vec::new(),
+        });
+        let (topic, bytes) = {
+            let mut sender = self.sender.lock().await;
+            let envelope = sender.envelope(presence)?;
+            sender.seal_up(&envelope)?
+        };
+        let _ = self
+            .client
+            .publish(topic.to_string(), QoS::AtLeastOnce, true, bytes)
+            .await;
+        let _ = self.client.disconnect().await;
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock leaves only a map of waiters: keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts the link: counts the boot, prepares birth and will, and spawns the task
+/// that owns the MQTT connection. Events arrive on the returned receiver.
+pub async fn start(
+    config: LinkConfig,
+    store: Arc<ApplianceStore>,
+) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>, u64), LinkError> {
+    let boot = {
+        let store = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || store.boot())
+            .await
+            .map_err(|_| LinkError::Closed)??
+    };
+    let seq = {
+        let counter = store.sequence_store();
+        tokio::task::spawn_blocking(move || SequenceAllocator::new(counter, SEQUENCE_BLOCK))
+            .await
+            .map_err(|_| LinkError::Closed)??
+    };
+    let mut sender = Sender {
+        identity: config.identity,
+        seq,
+    };
+    let id = &sender.identity;
+    let presence_topic = Topic::presence(&id.tenant, &id.device);
+    let down_filter = filter::device_down(&id.tenant, &id.device);
+    let client_id = format!("kakanai-{}-{}", id.tenant, id.device);
+    let control_plane_keys = id.control_plane_keys.clone();
+    let (tenant, device) = (id.tenant.clone(), id.device.clone());
+
+    // The will is signed now: the broker publishes it as it is.
+    let will = sender.envelope(Body::Presence(Presence {
+        state: PresenceState::Offline,
+        boot_counter: boot,
+        software_version: config.software_version.clone(),
+        devices: Vec::new(),
+    }))?;
+    let (_, will_bytes) = sender.seal_up(&will)?;
+    let birth = Body::Presence(Presence {
+        state: PresenceState::Online,
+        boot_counter: boot,
+        software_version: config.software_version,
+        devices: config.devices,
+    });
+
+    let mut options = MqttOptions::new(client_id, config.broker_host, config.broker_port);
+    options.set_keep_alive(config.keep_alive);
+    // Persistent session: the broker keeps our subscription and QoS 1 commands
+    // while we are away.
+    options.set_clean_session(false);
+    // Incoming packets up to 4× the message limit are read and then refused by the
+    // Opener with a logged reason, instead of rumqttc dropping the whole connection;
+    // beyond that the broker's `message_size_limit` is the guard.
+    options.set_max_packet_size(4 * MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES + 1024);
+    options.set_last_will(LastWill::new(
+        presence_topic.to_string(),
+        will_bytes,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let (online_tx, online) = watch::channel(false);
+    let (events_tx, events) = mpsc::channel(1024);
+    let handle = LinkHandle {
+        client,
+        store,
+        sender: Arc::new(Mutex::new(sender)),
+        rpcs: Arc::new(std::sync::Mutex::new(HashMap::new())),
+        online,
+    };
+    let task = LinkTask {
+        handle: handle.clone(),
+        eventloop,
+        events: events_tx,
+        online: online_tx,
+        opener: Opener::new(),
+        control_plane_keys,
+        tenant,
+        device,
+        down_filter,
+        birth,
+        backoff: config.backoff,
+    };
+    tokio::spawn(task.run());
+    Ok((handle, events, boot))
+}
+
+struct LinkTask {
+    handle: LinkHandle,
+    eventloop: EventLoop,
+    events: mpsc::Sender<LinkEvent>,
+    online: watch::Sender<bool>,
+    opener: Opener,
+    control_plane_keys: Vec<(KeyId, VerifyingKey)>,
+    tenant: Ident,
+    device: Ident,
+    down_filter: String,
+    birth: Body,
+    backoff: Backoff,
+}
+
+impl LinkTask {
+    async fn run(mut self) {
+        let mut attempt = 0u32;
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    attempt = 0;
+                    self.on_connected().await;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    self.on_publish(&p.topic, &p.payload).await;
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                    let _ = self.online.send(false);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if *self.online.borrow() {
+                        let _ = self.online.send(false);
+                        tracing::warn!(error = %e, "link to the broker lost");
+                        self.emit(LinkEvent::Offline {
+                            reason: e.to_string(),
+                        })
+                        .await;
+                    }
+                    // All handles dropped: nobody can use the link any more.
+                    if self.events.is_closed() && Arc::strong_count(&self.handle.sender) == 1 {
+                        return;
+                    }
+                    tokio::time::sleep(self.backoff.delay(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    async fn on_connected(&mut self) {
+        let _ = self
+            .handle
+            .client
+            .subscribe(self.down_filter.clone(), QoS::AtLeastOnce)
+            .await;
+        let birth = {
+            let mut sender = self.handle.sender.lock().await;
+            sender
+                .envelope(self.birth.clone())
+                .and_then(|e| sender.seal_up(&e))
+        };
+        match birth {
+            Ok((topic, bytes)) => {
+                let _ = self.handle.client.try_publish(
+                    topic.to_string(),
+                    QoS::AtLeastOnce,
+                    true,
+                    bytes,
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "cannot sign the birth message"),
+        }
+        let _ = self.online.send(true);
+        tracing::info!("link to the broker up");
+        self.emit(LinkEvent::Online).await;
+        self.resend_outbox();
+    }
+
+    /// Publishes the whole outbox again, oldest first, from a separate task so the
+    /// event loop keeps turning (rumqttc's request queue drains only while polled).
+    fn resend_outbox(&self) {
+        let store = Arc::clone(&self.handle.store);
+        let client = self.handle.client.clone();
+        tokio::spawn(async move {
+            let mut after = 0u64;
+            loop {
+                let store = Arc::clone(&store);
+                let batch =
+                    tokio::task::spawn_blocking(move || store.pending_after(after, RESEND_BATCH))
+                        .await;
+                let Ok(Ok(batch)) = batch else { return };
+                if batch.is_empty() {
+                    return;
+                }
+                for (position, item) in batch {
+                    after = position;
+                    if client
+                        .publish(item.topic, QoS::AtLeastOnce, false, item.signed)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn on_publish(&mut self, topic: &str, payload: &[u8]) {
+        let parsed = match Topic::parse(topic) {
+            Ok(t)
+                if t.tenant == self.tenant
+                    && t.device == self.device
+                    && matches!(t.channel, Channel::Down(_)) =>
+            {
+                t
+            }
+            _ => return self.reject("message on a topic that is not ours").await,
+        };
+        let keys = &self.control_plane_keys;
+        let opened = self.opener.open(payload, &parsed, |_, kid| {
+            keys.iter().find(|(k, _)| k == kid).map(|(_, key)| *key)
+        });
+        let envelope = match opened {
+            Ok(o) => o.envelope,
+            Err(e) => return self.reject(&format!("refused: {e}")).await,
+        };
+        match envelope.body {
+            Body::Ack(Ack { of, .. }) => {
+                let store = Arc::clone(&self.handle.store);
+                let removed = tokio::task::spawn_blocking(move || store.ack(of.as_bytes())).await;
+                if let Ok(Ok(true)) = removed {
+                    self.emit(LinkEvent::Acked(of)).await;
+                }
+            }
+            Body::RpcResponse(response) => {
+                let waiter = envelope
+                    .correlation
+                    .and_then(|c| lock(&self.handle.rpcs).remove(&c));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(response);
+                }
+            }
+            _ => self.on_command(envelope).await,
+        }
+    }
+
+    async fn on_command(&mut self, envelope: Envelope) {
+        let now = now_ms();
+        let status = match envelope.expires_ms {
+            None => AckStatus::Rejected {
+                reason: "commands must carry an expiry".into(),
+            },
+            Some(_) if envelope.is_expired(now) => AckStatus::Rejected {
+                reason: "expired".into(),
+            },
+            Some(_) => {
+                let store = Arc::clone(&self.handle.store);
+                let id = *envelope.id.as_bytes();
+                match tokio::task::spawn_blocking(move || store.mark_command_seen(&id, now)).await {
+                    Ok(Ok(true)) => AckStatus::Accepted,
+                    Ok(Ok(false)) => AckStatus::Duplicate,
+                    _ => AckStatus::Rejected {
+                        reason: "the appliance could not record the command".into(),
+                    },
+                }
+            }
+        };
+        let id = envelope.id;
+        if let AckStatus::Rejected { reason } = &status {
+            tracing::warn!(kind = envelope.kind().name(), %reason, "command refused");
+            self.emit(LinkEvent::Rejected {
+                reason: reason.clone(),
+            })
+            .await;
+        }
+        if status == AckStatus::Accepted {
+            self.emit(LinkEvent::Command(envelope)).await;
+        }
+        let ack = Body::Ack(Ack { of: id, status });
+        let handle = self.handle.clone();
+        // Acks go through the outbox like every message, from a task of their own
+        // so that a full outbox cannot stall the event loop.
+        tokio::spawn(async move {
+            let envelope = match handle.sender.lock().await.envelope(ack) {
+                Ok(e) => e.replying_to(id),
+                Err(_) => return,
+            };
+            if let Err(e) = handle.send_envelope(envelope).await {
+                tracing::warn!(error = %e, "cannot queue an ack");
+            }
+        });
+    }
+
+    async fn reject(&mut self, reason: &str) {
+        tracing::warn!(%reason, "message refused");
+        self.emit(LinkEvent::Rejected {
+            reason: reason.to_owned(),
+        })
+        .await;
+    }
+
+    async fn emit(&mut self, event: LinkEvent) {
+        let _ = self.events.send(event).await;
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,429 @@
+//! The appliance's signed link through a real Mosquitto broker, against a stand-in
+//! control plane (an MQTT client holding the control plane's key and speaking the
+//! protocol through `kakanai-protocol`).
+
+// Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kakanai_appliance::link::{self, Identity, LinkConfig, LinkError, LinkEvent, LinkHandle};
+use kakanai_appliance::store::ApplianceStore;
+use kakanai_hw::backoff::Backoff;
+use kakanai_protocol::catalogue::{
+    Ack, AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, PresenceState,
+    RpcResponse,
+};
+use kakanai_protocol::seal::{seal, Opener};
+use kakanai_protocol::topic::{filter, Ident};
+use kakanai_protocol::{examples, Envelope, KeyId, Kind, MessageId, SigningKey, Topic};
+use kakanai_test_peers::Mosquitto;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, Mutex};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn ids() -> (Ident, Ident) {
+    (
+        Ident::new("city-a").unwrap(),
+        Ident::new("counter-01").unwrap(),
+    )
+}
+
+fn device_key() -> SigningKey {
+    SigningKey::from_seed(&[0x11; 32]).unwrap()
+}
+
+fn cp_key() -> SigningKey {
+    SigningKey::from_seed(&[0x22; 32]).unwrap()
+}
+
+/// A stand-in for the control plane: verifies what the appliance sends, acks it
+/// (when `auto_ack`), answers Ping RPCs (when `answer_rpc`), and sends commands.
+struct ControlPlane {
+    client: AsyncClient,
+    received: Mutex<mpsc::Receiver<(Topic, Envelope)>>,
+    auto_ack: Arc<AtomicBool>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl ControlPlane {
+    async fn start(port: u16, auto_ack: bool, answer_rpc: bool) -> Arc<Self> {
+        let mut opts = MqttOptions::new("control-plane", "127.0.0.1", port);
+        opts.set_max_packet_size(300 * 1024, 300 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (tenant, _) = ids();
+        client
+            .subscribe(filter::tenant_up(&tenant), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe(filter::tenant_presence(&tenant), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(10_000);
+        let auto = Arc::new(AtomicBool::new(auto_ack));
+        let cp = Arc::new(Self {
+            client: client.clone(),
+            received: Mutex::new(rx),
+            auto_ack: Arc::clone(&auto),
+            seq: std::sync::atomic::AtomicU64::new(1),
+        });
+        let me = Arc::clone(&cp);
+        tokio::spawn(async move {
+            let device_public = device_key().verifying_key();
+            let mut opener = Opener::new();
+            loop {
+                let Ok(event) = eventloop.poll().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Event::Incoming(Packet::Publish(p)) = event else {
+                    continue;
+                };
+                let topic = Topic::parse(&p.topic).unwrap();
+                // Duplicates (re-sent after reconnect) fail the replay window; the
+                // real control plane de-duplicates by message id and acks again.
+                let envelope = match opener.open(&p.payload, &topic, |_, _| Some(device_public)) {
+                    Ok(o) => o.envelope,
+                    Err(kakanai_protocol::ProtocolError::Replay { .. }) => {
+                        let raw = kakanai_protocol::cose::verify(
+                            &p.payload,
+                            topic.to_string().as_bytes(),
+                            |_| Some(device_public),
+                        )
+                        .unwrap();
+                        Envelope::decode(&raw.payload).unwrap()
+                    }
+                    Err(e) => panic!("the appliance sent an invalid message: {e}"),
+                };
+                if answer_rpc {
+                    if let Body::RpcRequest(req) = &envelope.body {
+                        let text: String = req.params::<Ping>().unwrap();
+                        let resp = Body::RpcResponse(RpcResponse::ok::<Ping>(&text).unwrap());
+                        me.command_with(resp, Some(envelope.id), None).await;
+                    }
+                }
+                if me.auto_ack.load(Ordering::SeqCst)
+                    && envelope.kind() != Kind::Ack
+                    && envelope.kind() != Kind::Presence
+                {
+                    let ack = Body::Ack(Ack {
+                        of: envelope.id,
+                        status: AckStatus::Accepted,
+                    });
+                    me.command_with(ack, Some(envelope.id), None).await;
+                }
+                let _ = tx.send((topic, envelope)).await;
+            }
+        });
+        cp
+    }
+
+    fn seal_down(
+        &self,
+        body: Body,
+        corr: Option<MessageId>,
+        exp: Option<i64>,
+    ) -> (Topic, Envelope, Vec<u8>) {
+        let (tenant, device) = ids();
+        let topic = Topic::down(&tenant, &device, body.kind()).unwrap();
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+        let mut env = Envelope::new(seq, now_ms(), body).unwrap();
+        env.correlation = corr;
+        env.expires_ms = exp;
+        let key = cp_key();
+        let bytes = seal(&key, &KeyId::of_key(&key.verifying_key()), &topic, &env).unwrap();
+        (topic, env, bytes)
+    }
+
+    async fn command_with(
+        &self,
+        body: Body,
+        corr: Option<MessageId>,
+        exp: Option<i64>,
+    ) -> (Envelope, Vec<u8>) {
+        let (topic, env, bytes) = self.seal_down(body, corr, exp);
+        self.publish(&topic, bytes.clone()).await;
+        (env, bytes)
+    }
+
+    async fn publish(&self, topic: &Topic, bytes: Vec<u8>) {
+        self.client
+            .publish(topic.to_string(), QoS::AtLeastOnce, false, bytes)
+            .await
+            .unwrap();
+    }
+
+    async fn next(&self) -> (Topic, Envelope) {
+        tokio::time::timeout(WAIT, self.received.lock().await.recv())
+            .await
+            .expect("a message from the appliance")
+            .unwrap()
+    }
+
+    async fn next_of(&self, kind: Kind) -> Envelope {
+        loop {
+            let (_, env) = self.next().await;
+            if env.kind() == kind {
+                return env;
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn start_link(
+    port: u16,
+    store: Arc<ApplianceStore>,
+) -> (LinkHandle, mpsc::Receiver<LinkEvent>, u64) {
+    let (tenant, device) = ids();
+    let key = device_key();
+    let kid = KeyId::of_key(&key.verifying_key());
+    let cp = cp_key();
+    let config = LinkConfig {
+        identity: Identity {
+            tenant,
+            device,
+            key,
+            kid,
+            control_plane_keys: vec![(KeyId::of_key(&cp.verifying_key()), cp.verifying_key())],
+        },
+        broker_host: "127.0.0.1".into(),
+        broker_port: port,
+        keep_alive: Duration::from_secs(5),
+        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1), 0.5).unwrap(),
+        software_version: "0.1.0-test".into(),
+        devices: Vec::new(),
+    };
+    let (handle, events, boot) = link::start(config, store).await.unwrap();
+    assert!(handle.wait_online(WAIT).await, "the link came online");
+    (handle, events, boot)
+}
+
+fn state(n: u32) -> Body {
+    Body::DeviceState(DeviceStateReport {
+        id: format!("printer-{n}"),
+        class: DeviceClass::Printer,
+        status: DeviceStatus::Ready,
+    })
+}
+
+async fn wait_outbox_empty(store: &ApplianceStore) {
+    for _ in 0..200 {
+        if store.pending_count().unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "outbox still holds {} messages",
+        store.pending_count().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn birth_then_every_message_arrives_and_leaves_the_outbox_on_ack() {
+    let broker = Mosquitto::start().unwrap();
+    let cp = ControlPlane::start(broker.port(), true, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ApplianceStore::open(&dir.path().join("a.redb")).unwrap());
+    let (link, _events, boot) = start_link(broker.port(), Arc::clone(&store)).await;
+    assert_eq!(boot, 1);
+
+    let birth = cp.next_of(Kind::Presence).await;
+    let Body::Presence(p) = &birth.body else {
+        unreachable!()
+    };
+    assert_eq!(p.state, PresenceState::Online);
+    assert_eq!(p.boot_counter, 1);
+
+    let mut sent = HashSet::new();
+    for n in 0..100 {
+        sent.insert(link.send(state(n)).await.unwrap());
+    }
+    let mut got = HashSet::new();
+    while got.len() < sent.len() {
+        let env = cp.next_of(Kind::DeviceState).await;
+        got.insert(env.id);
+    }
+    assert_eq!(got, sent);
+    wait_outbox_empty(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_messages_are_sent_again_after_a_restart() {
+    let broker = Mosquitto::start().unwrap();
+    let cp = ControlPlane::start(broker.port(), false, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.redb");
+    let mut sent = HashSet::new();
+    {
+        let store = Arc::new(ApplianceStore::open(&path).unwrap());
+        let (link, _events, _) = start_link(broker.port(), Arc::clone(&store)).await;
+        for n in 0..20 {
+            sent.insert(link.send(state(n)).await.unwrap());
+        }
+        let mut seen = 0;
+        while seen < 20 {
+            cp.next_of(Kind::DeviceState).await;
+            seen += 1;
+        }
+        assert_eq!(store.pending_count().unwrap(), 20, "nothing acked yet");
+        link.shutdown(1).await.unwrap();
+    }
+    // Let the old link task finish and release the store file.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cp.auto_ack.store(true, Ordering::SeqCst);
+    let store = Arc::new(ApplianceStore::open(&path).unwrap());
+    let (_link, _events, boot) = start_link(broker.port(), Arc::clone(&store)).await;
+    assert_eq!(boot, 2);
+    let mut again = HashSet::new();
+    while again.len() < sent.len() {
+        let env = cp.next_of(Kind::DeviceState).await;
+        again.insert(env.id);
+    }
+    assert_eq!(again, sent, "the same messages, by id");
+    wait_outbox_empty(&store).await;
+}
+
+async fn next_event(events: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
+    loop {
+        let e = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("a link event")
+            .unwrap();
+        if !matches!(e, LinkEvent::Online | LinkEvent::Acked(_)) {
+            return e;
+        }
+    }
+}
+
+async fn ack_for(cp: &ControlPlane, id: MessageId) -> AckStatus {
+    loop {
+        let env = cp.next_of(Kind::Ack).await;
+        if let Body::Ack(Ack { of, status }) = env.body {
+            if of == id {
+                return status;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_once_and_forged_replayed_or_expired_ones_are_refused() {
+    let broker = Mosquitto::start().unwrap();
+    let cp = ControlPlane::start(broker.port(), false, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ApplianceStore::open(&dir.path().join("a.redb")).unwrap());
+    let (_link, mut events, _) = start_link(broker.port(), Arc::clone(&store)).await;
+    let job = examples::body(Kind::PrintJob);
+    let later = now_ms() + 60_000;
+
+    let (env, bytes) = cp.command_with(job.clone(), None, Some(later)).await;
+    match next_event(&mut events).await {
+        LinkEvent::Command(got) => assert_eq!(got.id, env.id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ack_for(&cp, env.id).await, AckStatus::Accepted);
+
+    // The same bytes again: the replay window refuses them, nothing runs.
+    let (tenant, device) = ids();
+    let topic = Topic::down(&tenant, &device, Kind::PrintJob).unwrap();
+    cp.publish(&topic, bytes).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        LinkEvent::Rejected { .. }
+    ));
+
+    // The same command re-sent (same id, new sequence number): acknowledged as a
+    // duplicate, not run again.
+    let (_, mut again, _) = cp.seal_down(job.clone(), None, Some(later));
+    again.id = env.id;
+    let key = cp_key();
+    let resent = seal(&key, &KeyId::of_key(&key.verifying_key()), &topic, &again).unwrap();
+    cp.publish(&topic, resent).await;
+    assert_eq!(ack_for(&cp, env.id).await, AckStatus::Duplicate);
+
+    // Expired, and without an expiry.
+    let (expired, _) = cp.command_with(job.clone(), None, Some(now_ms() - 1)).await;
+    assert!(
+        matches!(next_event(&mut events).await, LinkEvent::Rejected { reason } if reason == "expired")
+    );
+    assert!(matches!(
+        ack_for(&cp, expired.id).await,
+        AckStatus::Rejected { .. }
+    ));
+    let (no_expiry, _) = cp.command_with(job.clone(), None, None).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        LinkEvent::Rejected { .. }
+    ));
+    assert!(matches!(
+        ack_for(&cp, no_expiry.id).await,
+        AckStatus::Rejected { .. }
+    ));
+
+    // Forged (another key), and garbage: refused, never run.
+    let forger = SigningKey::from_seed(&[0x66; 32]).unwrap();
+    let mut forged_env = Envelope::new(10_000, now_ms(), job).unwrap();
+    forged_env.expires_ms = Some(later);
+    let forged = seal(
+        &forger,
+        &KeyId::of_key(&cp_key().verifying_key()),
+        &topic,
+        &forged_env,
+    )
+    .unwrap();
+    cp.publish(&topic, forged).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        LinkEvent::Rejected { .. }
+    ));
+    cp.publish(&topic, b"\xd2\x84garbage".to_vec()).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        LinkEvent::Rejected { .. }
+    ));
+    cp.publish(&topic, vec![0u8; 260 * 1024]).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        LinkEvent::Rejected { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_answers_arrive_and_silence_times_out() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ApplianceStore::open(&dir.path().join("a.redb")).unwrap());
+    {
+        let _cp = ControlPlane::start(broker.port(), true, true).await;
+        let (link, _events, _) = start_link(broker.port(), Arc::clone(&store)).await;
+        let answer = link
+            .rpc::<Ping>(&"こんにちは".to_owned(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(answer.unwrap(), "こんにちは");
+        link.shutdown(1).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _silent = ControlPlane::start(broker.port(), false, false).await;
+    let (link, _events, _) = start_link(broker.port(), store).await;
+    let started = std::time::Instant::now();
+    let err = link
+        .rpc::<Ping>(&"hello".to_owned(), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LinkError::Timeout(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
