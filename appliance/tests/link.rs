@@ -186,6 +186,14 @@ async fn start_link(
     port: u16,
     store: Arc<ApplianceStore>,
 ) -> (LinkHandle, mpsc::Receiver<LinkEvent>, u64) {
+    start_link_with(port, store, Duration::from_secs(5)).await
+}
+
+async fn start_link_with(
+    port: u16,
+    store: Arc<ApplianceStore>,
+    keep_alive: Duration,
+) -> (LinkHandle, mpsc::Receiver<LinkEvent>, u64) {
     let (tenant, device) = ids();
     let key = device_key();
     let kid = KeyId::of_key(&key.verifying_key());
@@ -200,7 +208,7 @@ async fn start_link(
         },
         broker_host: "127.0.0.1".into(),
         broker_port: port,
-        keep_alive: Duration::from_secs(5),
+        keep_alive,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1), 0.5).unwrap(),
         software_version: "0.1.0-test".into(),
         devices: Vec::new(),
@@ -426,4 +434,79 @@ async fn rpc_answers_arrive_and_silence_times_out() {
         .unwrap_err();
     assert!(matches!(err, LinkError::Timeout(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+async fn receive_all(cp: &ControlPlane, sent: &HashSet<MessageId>) {
+    let mut got = HashSet::new();
+    while !sent.is_subset(&got) {
+        got.insert(cp.next_of(Kind::DeviceState).await.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_during_a_network_cut_arrive_after_it() {
+    let broker = Mosquitto::start().unwrap();
+    let proxy =
+        kakanai_test_peers::TcpProxy::start(([127, 0, 0, 1], broker.port()).into()).unwrap();
+    let cp = ControlPlane::start(broker.port(), true, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ApplianceStore::open(&dir.path().join("a.redb")).unwrap());
+    let (link, mut events, _) = start_link(proxy.port(), Arc::clone(&store)).await;
+
+    proxy.cut();
+    let offline = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(LinkEvent::Offline { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(offline.is_ok(), "the link noticed the cut");
+    let mut sent = HashSet::new();
+    for n in 0..50 {
+        // Sending never fails or blocks because the network is down.
+        sent.insert(link.send(state(n)).await.unwrap());
+    }
+    assert!(store.pending_count().unwrap() >= 50);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.restore();
+    assert!(link.wait_online(WAIT).await);
+    receive_all(&cp, &sent).await;
+    wait_outbox_empty(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_connection_is_detected_and_replaced() {
+    let broker = Mosquitto::start().unwrap();
+    let proxy =
+        kakanai_test_peers::TcpProxy::start(([127, 0, 0, 1], broker.port()).into()).unwrap();
+    let cp = ControlPlane::start(broker.port(), true, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ApplianceStore::open(&dir.path().join("a.redb")).unwrap());
+    let (link, mut events, _) =
+        start_link_with(proxy.port(), Arc::clone(&store), Duration::from_secs(1)).await;
+
+    // Nothing comes back any more, but no socket closes: only keep-alive can tell.
+    proxy.blackhole();
+    let mut sent = HashSet::new();
+    for n in 0..10 {
+        sent.insert(link.send(state(n)).await.unwrap());
+    }
+    let offline = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(LinkEvent::Offline { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        offline.is_ok(),
+        "keep-alive detected the half-open connection"
+    );
+    proxy.restore();
+    assert!(link.wait_online(WAIT).await);
+    receive_all(&cp, &sent).await;
+    wait_outbox_empty(&store).await;
 }

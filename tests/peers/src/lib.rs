@@ -14,6 +14,7 @@
 //! | [`pcscd`] | [`Pcscd`] | `pcscd` with the vpcd virtual reader on free ports (two slots) |
 //! | [`ipp`] | [`IppPrinter`] | `ippeveprinter` IPP Everywhere printer that keeps printed documents; [`IppPrinter::start`] simulates 5–15 s per job, [`IppPrinter::start_with_command`] runs a print command (`-c`) whose exit status completes or aborts each job |
 //! | [`chromium`] | [`Chromium`], [`chromium_dump_dom`] | headless Chromium with a DevTools port |
+//! | [`proxy`] | [`TcpProxy`] | fault-injecting TCP proxy: network cut, half-open connection |
 //! | [`util`] | [`free_port`], [`free_port_pair`], [`port_accepts`] | shared plumbing |
 //!
 //! # Parallel tests
@@ -43,6 +44,7 @@ pub mod ipp;
 pub mod mosquitto;
 pub mod pcscd;
 pub mod postgres;
+pub mod proxy;
 pub mod util;
 
 use std::io;
@@ -53,6 +55,7 @@ pub use ipp::IppPrinter;
 pub use mosquitto::Mosquitto;
 pub use pcscd::Pcscd;
 pub use postgres::Postgres;
+pub use proxy::TcpProxy;
 pub use util::{free_port, free_port_pair, port_accepts};
 
 /// Why a peer could not be started or used.
