@@ -4,7 +4,9 @@
 //! to the control plane (COSE_Sign1 messages from `kakanai-protocol`), and serve the
 //! staff UI to the attached tablet.
 //!
-//! Code map (in progress):
+//! Code map (in progress; the daemon is `src/bin/kakanai-appliance.rs`):
+//! - [`config`] — the TOML configuration and device identity, checked field by field.
+//! - [`http`] — the local HTTP server (`/health` today; the staff UI later).
 //! - [`link`] — the signed MQTT link: outbox-backed sending, verified commands
 //!   executed once and acknowledged, presence birth/will, RPC with timeouts.
 //! - [`store`] — durable state in redb: the outbox (written before publishing,
@@ -12,5 +14,7 @@
 //!   boot counter, executed command ids.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod http;
 pub mod link;
 pub mod store;

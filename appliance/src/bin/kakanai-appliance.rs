@@ -1,0 +1,112 @@
+//! `kakanai-appliance` — the counter appliance daemon.
+//!
+//! `kakanai-appliance --config /etc/kakanai/appliance.toml` opens the durable store,
+//! starts the signed link to the control plane and the local HTTP server, and runs
+//! until SIGTERM or Ctrl-C; then it publishes its "offline" presence and stops.
+//! Logs are JSON lines on stderr (`RUST_LOG` sets the level) and never hold
+//! personal data.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kakanai_appliance::config::Config;
+use kakanai_appliance::http::{router, AppState};
+use kakanai_appliance::link::{self, LinkConfig};
+use kakanai_appliance::store::ApplianceStore;
+use kakanai_hw::backoff::Backoff;
+
+#[derive(Parser)]
+#[command(
+    name = "kakanai-appliance",
+    version,
+    about = "Kakanai counter appliance daemon"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, default_value = "/etc/kakanai/appliance.toml")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(&cli.config)?;
+    let store = Arc::new(
+        ApplianceStore::open(&config.store_path)
+            .with_context(|| format!("opening {}", config.store_path.display()))?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("listening on {}", config.http_listen))?;
+    let http_addr = listener.local_addr()?;
+    let link_config = LinkConfig {
+        identity: config.identity,
+        broker_host: config.broker_host,
+        broker_port: config.broker_port,
+        keep_alive: config.keep_alive,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30), 0.5)?,
+        software_version: env!("CARGO_PKG_VERSION").into(),
+        devices: Vec::new(),
+    };
+    let (link, mut events, boot_counter) = link::start(link_config, Arc::clone(&store)).await?;
+    tracing::info!(boot_counter, http = %http_addr, "appliance started");
+    // Nothing executes commands yet (device supervision comes later): log them.
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            tracing::info!(event = event_name(&event), "link event");
+        }
+    });
+    let app = router(AppState {
+        link: link.clone(),
+        store,
+        boot_counter,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopping");
+    link.shutdown(boot_counter).await?;
+    // Give the broker a moment to take the offline presence before the socket closes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+fn event_name(e: &link::LinkEvent) -> &'static str {
+    match e {
+        link::LinkEvent::Online => "online",
+        link::LinkEvent::Offline { .. } => "offline",
+        link::LinkEvent::Command(_) => "command",
+        link::LinkEvent::Acked(_) => "acked",
+        link::LinkEvent::Rejected { .. } => "rejected",
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    // Whichever comes first stops the daemon.
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

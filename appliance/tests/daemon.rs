@@ -1,0 +1,214 @@
+//! The `kakanai-appliance` daemon as a process: configuration errors, health, and
+//! presence through a real Mosquitto (birth, orderly stop, and the will after
+//! `kill -9`).
+
+// Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kakanai_protocol::catalogue::{Body, PresenceState};
+use kakanai_protocol::{cose, Envelope, KeyId, SigningKey};
+use kakanai_test_peers::{free_port, Mosquitto};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_kakanai-appliance");
+const TOPIC: &str = "kakanai/v1/city-a/dev/counter-01/presence";
+
+fn device_key() -> SigningKey {
+    SigningKey::from_seed(&[0x11; 32]).unwrap()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    http_port: u16,
+}
+
+fn write_config(broker_port: u16, key_mode: u32, extra: &str) -> (Setup, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("device.key");
+    std::fs::write(&key_path, hex::encode(device_key().seed())).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(key_mode)).unwrap();
+    let cp = SigningKey::from_seed(&[0x22; 32]).unwrap().verifying_key();
+    let http_port = free_port();
+    let config = format!(
+        r#"
+[device]
+tenant = "city-a"
+id = "counter-01"
+key_file = "{key}"
+
+[[control_plane.keys]]
+kid = "{kid}"
+public_key = "{public}"
+
+[broker]
+host = "127.0.0.1"
+port = {broker_port}
+keep_alive_s = 2
+
+[store]
+path = "{store}"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+{extra}
+"#,
+        key = key_path.display(),
+        kid = KeyId::of_key(&cp).to_hex(),
+        public = hex::encode(cp.as_bytes()),
+        store = dir.path().join("appliance.redb").display(),
+    );
+    let path = dir.path().join("appliance.toml");
+    std::fs::write(&path, config).unwrap();
+    (Setup { dir, http_port }, path)
+}
+
+fn spawn(config: &Path) -> Child {
+    Command::new(DAEMON)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn health(port: u16) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
+}
+
+fn wait_online(port: u16) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(h) = health(port) {
+            if h["link"] == "online" {
+                return h;
+            }
+        }
+        assert!(Instant::now() < deadline, "the daemon never came online");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The retained presence, verified with the device's key.
+fn retained_presence(broker: &Mosquitto) -> PresenceState {
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port().to_string(),
+            "-t",
+            TOPIC,
+            "-C",
+            "1",
+            "-W",
+            "5",
+            "-F",
+            "%x",
+        ])
+        .output()
+        .expect("mosquitto_sub (package mosquitto-clients)");
+    let bytes = hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let public = device_key().verifying_key();
+    let verified = cose::verify(&bytes, TOPIC.as_bytes(), |_| Some(public)).unwrap();
+    match Envelope::decode(&verified.payload).unwrap().body {
+        Body::Presence(p) => p.state,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn wait_presence(broker: &Mosquitto, want: PresenceState) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while retained_presence(broker) != want {
+        assert!(Instant::now() < deadline, "presence never became {want:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn health_birth_orderly_stop_and_will_after_kill_9() {
+    let broker = Mosquitto::start().unwrap();
+    let (setup, config) = write_config(broker.port(), 0o600, "");
+    let mut daemon = spawn(&config);
+    let h = wait_online(setup.http_port);
+    assert_eq!(h["boot_counter"], 1);
+    assert_eq!(h["outbox_pending"], 0);
+    wait_presence(&broker, PresenceState::Online);
+
+    // SIGTERM: an orderly stop publishes "offline" itself.
+    Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
+    wait_presence(&broker, PresenceState::Offline);
+
+    // Start again (boot 2), then kill -9: the broker publishes the signed will.
+    let mut daemon = spawn(&config);
+    assert_eq!(wait_online(setup.http_port)["boot_counter"], 2);
+    wait_presence(&broker, PresenceState::Online);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    // The broker notices the dead connection after 1.5 × keep-alive (2 s).
+    wait_presence(&broker, PresenceState::Offline);
+    drop(setup.dir);
+}
+
+fn config_error(config: &Path) -> String {
+    let out = Command::new(DAEMON)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_the_field_named() {
+    let (_s, config) = write_config(1883, 0o644, "");
+    assert!(config_error(&config).contains("chmod 600"));
+
+    let (_s, config) = write_config(1883, 0o600, "colour = \"blue\"");
+    assert!(config_error(&config).contains("colour"));
+
+    let (s, config) = write_config(1883, 0o600, "");
+    std::fs::remove_file(s.dir.path().join("device.key")).unwrap();
+    assert!(config_error(&config).contains("device.key_file"));
+
+    let (_s, config) = write_config(1883, 0o600, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("counter-01", "counter/01");
+    std::fs::write(&config, text).unwrap();
+    assert!(config_error(&config).contains("device.id"));
+
+    let (_s, config) = write_config(1883, 0o600, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kid_line = text
+        .lines()
+        .find(|l| l.starts_with("kid"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &config,
+        text.replace(&kid_line, "kid = \"0000000000000000\""),
+    )
+    .unwrap();
+    assert!(config_error(&config).contains("control_plane.keys.kid"));
+
+    assert!(config_error(Path::new("/nonexistent/appliance.toml")).contains("cannot read"));
+}
