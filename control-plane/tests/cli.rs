@@ -1,0 +1,194 @@
+//! `kakanai-control-plane` from the command line: `determine` prints what the
+//! library determines, `catalog check` lists a broken catalogue's errors, and
+//! `audit verify-archive` tells an intact archive from a tampered one.
+
+// Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use kakanai_control_plane::audit::{self, chain, ArchiveSpec, AuditEntry};
+use kakanai_control_plane::model::{Actor, AuditRecord, Place};
+use kakanai_protocol::topic::Ident;
+use kakanai_protocol::SigningKey;
+
+const CLI: &str = env!("CARGO_BIN_EXE_kakanai-control-plane");
+
+fn manifest() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn determine_prints_the_same_result_as_the_golden_scenario() {
+    let scenarios = manifest().join("tests/scenarios");
+    let out = Command::new(CLI)
+        .args(["determine", "--catalog"])
+        .arg(manifest().join("catalog"))
+        .arg("--input")
+        .arg(scenarios.join("birth_kokuho.input.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let direct = kakanai_control_plane::rules::determine_from_files(
+        &manifest().join("catalog"),
+        &scenarios.join("birth_kokuho.input.json"),
+    )
+    .unwrap();
+    assert_eq!(printed, direct);
+    assert!(printed["persons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| !p["procedures"].as_array().unwrap().is_empty()));
+
+    let out = Command::new(CLI)
+        .args(["determine", "--catalog"])
+        .arg(manifest().join("catalog"))
+        .args(["--input", "/nonexistent.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn catalog_check_accepts_the_reference_and_lists_errors_of_a_broken_one() {
+    let ok = Command::new(CLI)
+        .args(["catalog", "check"])
+        .arg(manifest().join("catalog"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    // A copy of the reference catalogue with one procedure's area misspelt.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&manifest().join("catalog"), dir.path());
+    let mut broken = false;
+    for entry in walk(dir.path()) {
+        if entry.extension().is_some_and(|e| e == "toml") && !broken {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            if text.contains("area = \"国民健康保険\"") {
+                std::fs::write(
+                    &entry,
+                    text.replacen("area = \"国民健康保険\"", "area = \"国民健康保健\"", 1),
+                )
+                .unwrap();
+                broken = true;
+            }
+        }
+    }
+    assert!(broken, "found a procedure to break");
+    let out = Command::new(CLI)
+        .args(["catalog", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("国民健康保健"), "{listed}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn verify_archive_tells_intact_from_tampered() {
+    let key = SigningKey::from_seed(&[0x33; 32]).unwrap();
+    let tenant = Ident::new("city-a").unwrap();
+    // FY2024: April 2024 – March 2025 (JST); entries in June 2024.
+    let mut prev = chain::GENESIS;
+    let mut entries = Vec::new();
+    for seq in 1..=20u64 {
+        let record = AuditRecord {
+            tenant: "city-a".into(),
+            at_ms: 1_717_200_000_000 + seq as i64 * 1000,
+            actor: Actor::Staff("s001".into()),
+            action: "resident.view".into(),
+            resident: Some(format!("{seq:06}")),
+            place: Place::Appliance("counter-01".into()),
+            outcome: "ok".into(),
+            detail: serde_json::json!({}),
+        };
+        let entry = AuditEntry::new(seq, &prev, record);
+        prev = entry.hash;
+        entries.push(entry);
+    }
+    let spec = ArchiveSpec {
+        tenant,
+        fiscal_year: 2024,
+        prev_seq: 0,
+        prev_hash: chain::GENESIS,
+        count: 20,
+    };
+    let mut bytes = Vec::new();
+    audit::export_archive(&spec, entries, &[], &key, 1_790_000_000_000, &mut bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fy2024.jsonl");
+    std::fs::write(&path, &bytes).unwrap();
+    let public = hex::encode(key.verifying_key().as_bytes());
+
+    let out = Command::new(CLI)
+        .args(["audit", "verify-archive"])
+        .arg(&path)
+        .args(["--key", &public])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["entries_checked"], 20);
+
+    // One resident number changed in the middle of the file.
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("000007", "000008", 1);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(CLI)
+        .args(["audit", "verify-archive"])
+        .arg(&path)
+        .args(["--key", &public])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seq 7"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
