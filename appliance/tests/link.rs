@@ -443,6 +443,21 @@ async fn receive_all(cp: &ControlPlane, sent: &HashSet<MessageId>) {
     }
 }
 
+/// Whether the link reports going offline within `timeout`.
+async fn went_offline(events: &mut mpsc::Receiver<LinkEvent>, timeout: Duration) -> bool {
+    let offline = async {
+        while let Some(event) = events.recv().await {
+            if matches!(event, LinkEvent::Offline { .. }) {
+                return true;
+            }
+        }
+        false
+    };
+    tokio::time::timeout(timeout, offline)
+        .await
+        .unwrap_or(false)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_during_a_network_cut_arrive_after_it() {
     let broker = Mosquitto::start().unwrap();
@@ -454,15 +469,10 @@ async fn messages_sent_during_a_network_cut_arrive_after_it() {
     let (link, mut events, _) = start_link(proxy.port(), Arc::clone(&store)).await;
 
     proxy.cut();
-    let offline = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(LinkEvent::Offline { .. }) = events.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(offline.is_ok(), "the link noticed the cut");
+    assert!(
+        went_offline(&mut events, WAIT).await,
+        "the link noticed the cut"
+    );
     let mut sent = HashSet::new();
     for n in 0..50 {
         // Sending never fails or blocks because the network is down.
@@ -493,16 +503,8 @@ async fn a_half_open_connection_is_detected_and_replaced() {
     for n in 0..10 {
         sent.insert(link.send(state(n)).await.unwrap());
     }
-    let offline = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            if let Some(LinkEvent::Offline { .. }) = events.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
     assert!(
-        offline.is_ok(),
+        went_offline(&mut events, Duration::from_secs(15)).await,
         "keep-alive detected the half-open connection"
     );
     proxy.restore();
