@@ -187,7 +187,26 @@ impl LinkHandle {
         params: &M::Request,
         timeout: Duration,
     ) -> Result<Result<M::Response, RpcError>, LinkError> {
-        let request = RpcRequest::new::<M>(params)?;
+        self.call::<M>(RpcRequest::new::<M>(params)?, timeout).await
+    }
+
+    /// Calls RPC method `M` in the staff session `session` (opened on this
+    /// appliance) and waits up to `timeout`.
+    pub async fn rpc_in_session<M: RpcMethod>(
+        &self,
+        session: &str,
+        params: &M::Request,
+        timeout: Duration,
+    ) -> Result<Result<M::Response, RpcError>, LinkError> {
+        let request = RpcRequest::new::<M>(params)?.in_session(session);
+        self.call::<M>(request, timeout).await
+    }
+
+    async fn call<M: RpcMethod>(
+        &self,
+        request: RpcRequest,
+        timeout: Duration,
+    ) -> Result<Result<M::Response, RpcError>, LinkError> {
         let expires = now_ms() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
         let envelope = self
             .sender

@@ -9,11 +9,20 @@
 //!   signed checkpoints, verification, fiscal-year archives.
 //! - [`store`] — one store interface with SQLite (embedded default) and PostgreSQL
 //!   backends, versioned migrations, one conformance suite for both.
+//! - [`rpc`] — RPC dispatch: handlers by method name, the caller's context and
+//!   staff session, permission checks.
+//! - [`service`] — the running service (in progress).
+//! - [`staff`] — staff accounts, passwords, lockout, sessions (in progress).
+//! - [`residents`] — residents and core-system linkage (in progress).
 //! - [`rules`] — the procedure catalogue and the determination of every procedure a
 //!   life event brings, with reasons and deadlines.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod model;
+pub mod residents;
+pub mod rpc;
 pub mod rules;
+pub mod service;
+pub mod staff;
 pub mod store;

@@ -141,7 +141,13 @@ impl Body {
             }
         };
         match self {
-            Body::RpcRequest(_) => hide(json.get_mut("params")),
+            Body::RpcRequest(_) => {
+                hide(json.get_mut("params"));
+                // A session token is a bearer secret.
+                if json.get("session").is_some() {
+                    hide(json.get_mut("session"));
+                }
+            }
             Body::RpcResponse(_) => hide(json.pointer_mut("/outcome/ok")),
             Body::Scan(_) => hide(json.get_mut("data")),
             Body::PrintJob(_) => hide(json.pointer_mut("/source/data")),
@@ -295,6 +301,10 @@ pub struct RpcRequest {
     pub method: String,
     /// The method's parameters, as CBOR.
     pub params: ciborium::Value,
+    /// The staff session the request is made in (absent before login). The control
+    /// plane accepts it only from the appliance the session was opened on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl RpcRequest {
@@ -303,7 +313,14 @@ impl RpcRequest {
         Ok(Self {
             method: M::NAME.to_owned(),
             params: to_value(params, "rpc-req")?,
+            session: None,
         })
+    }
+
+    /// The same request made in staff session `token`.
+    pub fn in_session(mut self, token: impl Into<String>) -> Self {
+        self.session = Some(token.into());
+        self
     }
 
     /// The parameters, if this is a request for `M`.

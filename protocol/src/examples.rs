@@ -51,6 +51,7 @@ pub fn body(kind: Kind) -> Body {
         Kind::RpcRequest => Body::RpcRequest(RpcRequest {
             method: Ping::NAME.into(),
             params: ciborium::Value::Text("hello".into()),
+            session: None,
         }),
         Kind::RpcResponse => Body::RpcResponse(RpcResponse {
             method: Ping::NAME.into(),
