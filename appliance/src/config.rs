@@ -24,6 +24,11 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
+//!
+//! [devices]                               # each line optional
+//! reader = "any"                          # or a reader name
+//! printer = "ipp://printer.local:631/ipp/print"   # or a directory to spool PDFs into
+//! scanner = "/dev/ttyACM0"
 //! ```
 
 use std::net::SocketAddr;
@@ -34,6 +39,7 @@ use kakanai_protocol::topic::Ident;
 use kakanai_protocol::{KeyId, SigningKey, VerifyingKey};
 use serde::Deserialize;
 
+use crate::devices::{DeviceConfig, PrinterTarget};
 use crate::link::Identity;
 
 /// Why the configuration cannot be used.
@@ -81,6 +87,16 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    devices: RawDevices,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    reader: Option<String>,
+    printer: Option<String>,
+    scanner: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +172,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// The local HTTP server's address.
     pub http_listen: SocketAddr,
+    /// The counter's devices.
+    pub devices: DeviceConfig,
 }
 
 impl Config {
@@ -212,7 +230,29 @@ impl Config {
             .listen
             .parse()
             .map_err(|_| invalid("http.listen", "not an address like 127.0.0.1:8080"))?;
+        let printer = match raw.devices.printer {
+            None => None,
+            Some(p) if p.starts_with("ipp://") || p.starts_with("ipps://") => {
+                Some(PrinterTarget::Ipp(p))
+            }
+            Some(p) if p.starts_with('/') => Some(PrinterTarget::Spool(PathBuf::from(p))),
+            Some(_) => {
+                return Err(invalid(
+                    "devices.printer",
+                    "an ipp:// URI or an absolute directory path",
+                ))
+            }
+        };
+        let devices = DeviceConfig {
+            reader: raw
+                .devices
+                .reader
+                .map(|r| if r == "any" { None } else { Some(r) }),
+            printer,
+            scanner: raw.devices.scanner,
+        };
         Ok(Self {
+            devices,
             identity: Identity {
                 tenant,
                 device,

@@ -6,6 +6,8 @@
 //!
 //! Code map (in progress; the daemon is `src/bin/kakanai-appliance.rs`):
 //! - [`config`] — the TOML configuration and device identity, checked field by field.
+//! - [`devices`] — device supervision: card reader watch and reads, print jobs
+//!   (chunks reassembled, outcome reported), scanner codes.
 //! - [`http`] — the local HTTP server (`/health` today; the staff UI later).
 //! - [`link`] — the signed MQTT link: outbox-backed sending, verified commands
 //!   executed once and acknowledged, presence birth/will, RPC with timeouts.
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod devices;
 pub mod http;
 pub mod link;
 pub mod store;

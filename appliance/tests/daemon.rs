@@ -5,6 +5,8 @@
 // Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -211,4 +213,38 @@ fn a_bad_configuration_is_refused_with_the_field_named() {
     assert!(config_error(&config).contains("control_plane.keys.kid"));
 
     assert!(config_error(Path::new("/nonexistent/appliance.toml")).contains("cannot read"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_print_command_is_printed_and_its_outcome_reported() {
+    use kakanai_protocol::catalogue::{Body, PrintState};
+    use kakanai_protocol::{examples, Kind};
+    let broker = Mosquitto::start().unwrap();
+    let cp = common::ControlPlane::start(broker.port(), true, false).await;
+    let spool = tempfile::tempdir().unwrap();
+    let extra = format!("\n[devices]\nprinter = \"{}\"\n", spool.path().display());
+    let (setup, config) = write_config(broker.port(), 0o600, &extra);
+    let mut daemon = spawn(&config);
+    let port = setup.http_port;
+    tokio::task::spawn_blocking(move || wait_online(port))
+        .await
+        .unwrap();
+
+    let job = examples::body(Kind::PrintJob);
+    cp.command_with(job, None, Some(common::now_ms() + 60_000))
+        .await;
+    let status = loop {
+        let env = cp.next_of(Kind::PrintStatus).await;
+        if let Body::PrintStatus(s) = env.body {
+            break s;
+        }
+    };
+    assert_eq!(status.job_id, "job-1");
+    assert!(
+        matches!(status.state, PrintState::Completed { .. }),
+        "{status:?}"
+    );
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 1);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
 }

@@ -13,10 +13,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use kakanai_appliance::config::Config;
+use kakanai_appliance::devices::{DeviceEvent, Devices};
 use kakanai_appliance::http::{router, AppState};
 use kakanai_appliance::link::{self, LinkConfig};
 use kakanai_appliance::store::ApplianceStore;
 use kakanai_hw::backoff::Backoff;
+use kakanai_protocol::catalogue::Body;
 
 #[derive(Parser)]
 #[command(
@@ -61,10 +63,35 @@ async fn main() -> anyhow::Result<()> {
     };
     let (link, mut events, boot_counter) = link::start(link_config, Arc::clone(&store)).await?;
     tracing::info!(boot_counter, http = %http_addr, "appliance started");
-    // Nothing executes commands yet (device supervision comes later): log them.
+    let (device_tx, mut device_events) = tokio::sync::mpsc::channel(256);
+    let devices = Arc::new(Devices::start(config.devices, device_tx));
+    // Commands from the control plane go to the devices.
+    let for_commands = Arc::clone(&devices);
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             tracing::info!(event = event_name(&event), "link event");
+            if let link::LinkEvent::Command(envelope) = event {
+                match envelope.body {
+                    Body::PrintJob(job) => for_commands.print(job),
+                    other => tracing::warn!(kind = other.kind().name(), "command not handled yet"),
+                }
+            }
+        }
+    });
+    // What the devices report goes to the control plane (card events stay local:
+    // they are for the staff UI).
+    let reporter = link.clone();
+    tokio::spawn(async move {
+        while let Some(event) = device_events.recv().await {
+            let body = match event {
+                DeviceEvent::State(s) => Body::DeviceState(s),
+                DeviceEvent::Print(p) => Body::PrintStatus(p),
+                DeviceEvent::Scan(s) => Body::Scan(s),
+                DeviceEvent::CardInserted { .. } | DeviceEvent::CardRemoved { .. } => continue,
+            };
+            if let Err(e) = reporter.send(body).await {
+                tracing::error!(error = %e, "cannot queue a device report");
+            }
         }
     });
     let app = router(AppState {
