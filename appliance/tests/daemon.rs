@@ -248,3 +248,65 @@ async fn a_print_command_is_printed_and_its_outcome_reported() {
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_loses_nothing_that_was_queued() {
+    use kakanai_protocol::Kind;
+    use std::collections::HashSet;
+    use std::io::BufRead;
+    let broker = Mosquitto::start().unwrap();
+    let cp = common::ControlPlane::start(broker.port(), false, false).await;
+    let (setup, config) = write_config(broker.port(), 0o600, "");
+
+    // A burst of 1,000 messages, killed with SIGKILL after 300 were durably queued.
+    let mut burst = Command::new(DAEMON)
+        .arg("--config")
+        .arg(&config)
+        .args(["--send-test-messages", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = burst.stdout.take().unwrap();
+    let queued: HashSet<String> = tokio::task::spawn_blocking(move || {
+        let mut ids = HashSet::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            ids.insert(v["queued"].as_str().unwrap().to_owned());
+            if ids.len() == 300 {
+                break;
+            }
+        }
+        ids
+    })
+    .await
+    .unwrap();
+    burst.kill().unwrap();
+    burst.wait().unwrap();
+    assert_eq!(queued.len(), 300);
+
+    // The daemon starts again and sends the outbox; the control plane acks now.
+    cp.auto_ack.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut daemon = spawn(&config);
+    let mut seen = HashSet::new();
+    while !queued.is_subset(&seen) {
+        let env = cp.next_of(Kind::DeviceState).await;
+        seen.insert(env.id.to_string());
+    }
+    let port = setup.http_port;
+    let drained = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if health(port).is_some_and(|h| h["outbox_pending"] == 0) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(drained, "the outbox drained after the restart");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}

@@ -30,6 +30,12 @@ struct Cli {
     /// The configuration file.
     #[arg(long, default_value = "/etc/kakanai/appliance.toml")]
     config: PathBuf,
+    /// Link diagnostics instead of running the daemon: queue COUNT test messages
+    /// (device-state reports of a device named "link-test") through the outbox,
+    /// print each message id once it is durably queued, then wait until the control
+    /// plane has acknowledged them all. Run it with the daemon stopped.
+    #[arg(long, value_name = "COUNT")]
+    send_test_messages: Option<u32>,
 }
 
 #[tokio::main]
@@ -48,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
         ApplianceStore::open(&config.store_path)
             .with_context(|| format!("opening {}", config.store_path.display()))?,
     );
+    if let Some(count) = cli.send_test_messages {
+        return send_test_messages(config, store, count).await;
+    }
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("listening on {}", config.http_listen))?;
@@ -106,6 +115,39 @@ async fn main() -> anyhow::Result<()> {
     link.shutdown(boot_counter).await?;
     // Give the broker a moment to take the offline presence before the socket closes.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+async fn send_test_messages(
+    config: Config,
+    store: Arc<ApplianceStore>,
+    count: u32,
+) -> anyhow::Result<()> {
+    use kakanai_protocol::catalogue::{DeviceClass, DeviceStateReport, DeviceStatus};
+    let link_config = LinkConfig {
+        identity: config.identity,
+        broker_host: config.broker_host,
+        broker_port: config.broker_port,
+        keep_alive: config.keep_alive,
+        backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5), 0.5)?,
+        software_version: env!("CARGO_PKG_VERSION").into(),
+        devices: Vec::new(),
+    };
+    let (link, _events, _) = link::start(link_config, Arc::clone(&store)).await?;
+    for _ in 0..count {
+        let id = link
+            .send(Body::DeviceState(DeviceStateReport {
+                id: "link-test".into(),
+                class: DeviceClass::Lights,
+                status: DeviceStatus::Ready,
+            }))
+            .await?;
+        println!("{{\"queued\":\"{id}\"}}");
+    }
+    while store.pending_count()? > 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("{{\"acknowledged\":{count}}}");
     Ok(())
 }
 
