@@ -330,7 +330,12 @@ pub async fn start(
         QoS::AtLeastOnce,
         true,
     ));
-    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    // Small packets back to back (a request, then an ack): with Nagle's algorithm
+    // the second waits for the broker's delayed ACK, ~40 ms on Linux.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (online_tx, online) = watch::channel(false);
     let (events_tx, events) = mpsc::channel(1024);
     let handle = LinkHandle {

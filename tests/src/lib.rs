@@ -10,4 +10,8 @@
 //! - `workspace_bin` — finds a binary built from this workspace for a test to run.
 //! - `tests/cose_interop.rs` — `kakanai-inspect` against an independent RFC 9052
 //!   implementation (Python `pycose`), in both directions.
+//! - `tests/e2e_link.rs` — the real appliance link and the real control-plane
+//!   service through Mosquitto: birth → online, 200 reports acked → outbox empty,
+//!   RPC, a print-job command and its ack; RPC round-trip p50/p99 over 1,000 calls
+//!   (printed with `-- --nocapture`).
 #![forbid(unsafe_code)]

@@ -1,1 +1,690 @@
-//! (in progress)
+//! The running control plane: MQTT ingest, RPC answers, commands, `/health` and
+//! `/metrics` (`kakanai-control-plane serve`).
+//!
+//! Code map:
+//! - this file — [`Service`] (the handle: commands, outcomes, health, metrics),
+//!   [`RunningService`] ([`start`] and orderly [`RunningService::shutdown`]), the
+//!   task that owns the MQTT event loop, [`ServiceError`];
+//! - [`config`] — [`ServiceConfig`] from TOML plus `KAKANAI_*` environment overrides;
+//! - `ingest` (private) — one message from the broker through every check
+//!   (topic → served tenant → size → COSE structure → `store.key_for` the topic's
+//!   device → signature over the topic → kind → replay window, persisted per sender
+//!   key → de-duplication by id with `store.record_message`) and then what it is:
+//!   presence, a report (audited, acked), an RPC (dispatched, audited, answered,
+//!   acked), an appliance's ack of a command (outcome recorded, acked);
+//! - [`session`] — [`SessionResolver`], the seam to staff sessions ([`NoSessions`]
+//!   until staff login exists);
+//! - [`sequence`] — [`FileSequenceStore`]: the control plane's own sequence numbers
+//!   in a small file in the data directory (the store has no table for them);
+//! - [`metrics`] — counters and the Prometheus text;
+//! - `http` (private) — the axum router for `/health` and `/metrics`.
+//!
+//! Delivery: the broker session is persistent (`clean_session = false`) and incoming
+//! QoS 1 messages are acknowledged to the broker (PUBACK) only after they have been
+//! handled, so a control plane that stops mid-way gets them again from its session.
+//! The appliance re-sends from its outbox until our application-level `ack` names
+//! the message; a duplicate is acked again as `Duplicate` and not acted on twice.
+//! The appliance's own acks of our commands are acked as well: the appliance keeps
+//! them in its outbox until something names them (link.rs `on_command` sends them
+//! through `send_envelope`), and it never acks an ack, so this cannot loop.
+//! Presence is never acked (it is retained, and the will is the broker's).
+//!
+//! Several instances over one PostgreSQL and one broker: with `broker.shared_group`
+//! set, they subscribe to `up/+` through `$share/GROUP/…`, so the broker gives each
+//! message to one of them; `record_message` (a primary key) is what guarantees a
+//! message is acted on once even when two instances see it. Presence is subscribed
+//! without sharing (retained messages are not delivered to shared subscriptions);
+//! applying it is idempotent.
+//!
+//! Messages are handled by a few workers; a device always lands on the same worker
+//! (hash of tenant and device), so its messages are handled in arrival order and its
+//! replay window is only touched by one task.
+
+pub mod config;
+mod http;
+mod ingest;
+pub mod metrics;
+pub mod sequence;
+pub mod session;
+
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kakanai_protocol::catalogue::{AckStatus, Body};
+use kakanai_protocol::limits::MAX_MESSAGE_BYTES;
+use kakanai_protocol::seal::seal;
+use kakanai_protocol::sequence::SequenceAllocator;
+use kakanai_protocol::topic::{filter, Ident};
+use kakanai_protocol::{Envelope, KeyId, Kind, MessageId, ProtocolError, SigningKey, Topic};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{BrokerConfig, ConfigError, ServiceConfig};
+pub use metrics::Metrics;
+pub use sequence::FileSequenceStore;
+pub use session::{NoSessions, SessionFuture, SessionResolver};
+
+use crate::model::{Actor, AuditRecord, Place, TenantId};
+use crate::rpc::{Dispatcher, PingHandler};
+use crate::store::{Store, StoreError};
+
+/// Sequence numbers reserved per durable write of the counter file.
+const SEQUENCE_BLOCK: u64 = 1024;
+/// Workers handling messages (devices are spread over them by hash).
+const WORKERS: usize = 4;
+/// Messages queued per worker. The event loop waits when a queue is full; the broker
+/// then holds further messages (we PUBACK only after handling).
+const WORKER_QUEUE: usize = 256;
+/// rumqttc's request queue: a handled message publishes at most two messages (answer
+/// and ack) plus its PUBACK, so it never fills from the workers while the event
+/// loop waits on them (which would be a deadlock: only the event loop drains it).
+const REQUEST_QUEUE: usize = 4 * WORKERS * WORKER_QUEUE;
+/// The file of the control plane's own sequence counter, in the data directory.
+pub const SEQUENCE_FILE: &str = "control-plane.seq";
+/// How long a command's outcome stays known after its expiry.
+const OUTCOME_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// What can go wrong running the service. No variant carries message contents.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A message could not be built or signed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The MQTT client refused the request (its queue is closed or full).
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    /// The tenant is not among those this instance serves.
+    #[error("tenant {0} is not served by this instance")]
+    NotServed(String),
+    /// Only `print-job` and `config-desired` are commands.
+    #[error("{0} is not a command")]
+    NotACommand(&'static str),
+    /// No outcome in time.
+    #[error("no acknowledgement within {0:?}")]
+    Timeout(Duration),
+    /// The command is unknown here (never sent by this instance, or long expired).
+    #[error("unknown command")]
+    UnknownCommand,
+}
+
+/// What the service runs RPCs with.
+pub struct ServiceOptions {
+    /// The RPC methods (the default has `ping`).
+    pub dispatcher: Dispatcher,
+    /// Resolves staff session tokens (the default resolves none).
+    pub sessions: Arc<dyn SessionResolver>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        let mut dispatcher = Dispatcher::new();
+        dispatcher.register(Arc::new(PingHandler));
+        Self {
+            dispatcher,
+            sessions: Arc::new(NoSessions),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServiceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceOptions")
+            .field("dispatcher", &self.dispatcher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Health as `/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// The MQTT connection is up.
+    pub broker_connected: bool,
+    /// A query on the store succeeded just now.
+    pub store_reachable: bool,
+}
+
+impl Health {
+    /// Both up.
+    pub fn is_ok(&self) -> bool {
+        self.broker_connected && self.store_reachable
+    }
+}
+
+struct PendingCommand {
+    expires_ms: i64,
+    outcome: watch::Sender<Option<AckStatus>>,
+}
+
+struct Inner {
+    store: Store,
+    client: AsyncClient,
+    key: SigningKey,
+    kid: KeyId,
+    tenants: Vec<TenantId>,
+    // A std mutex: held only to take a number; it writes the counter file once per
+    // block of SEQUENCE_BLOCK numbers, which is short enough for an async worker.
+    sequence: Mutex<SequenceAllocator<FileSequenceStore>>,
+    metrics: Metrics,
+    dispatcher: Dispatcher,
+    sessions: Arc<dyn SessionResolver>,
+    commands: Mutex<HashMap<MessageId, PendingCommand>>,
+    /// Connected and every subscription acknowledged by the broker.
+    subscribed: watch::Sender<bool>,
+}
+
+/// The running service's handle; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("kid", &self.inner.kid.to_hex())
+            .field("tenants", &self.inner.tenants)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves a counter or a map of waiters: keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+impl Service {
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The key id the service signs with.
+    pub fn kid(&self) -> &KeyId {
+        &self.inner.kid
+    }
+
+    /// Waits up to `timeout` until the service is connected and the broker has
+    /// acknowledged all its subscriptions; `false` if it did not happen in time.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.subscribed.subscribe();
+        let ready = tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await;
+        matches!(ready, Ok(Ok(_)))
+    }
+
+    /// Whether this instance serves `tenant`.
+    pub fn serves(&self, tenant: &TenantId) -> bool {
+        self.inner.tenants.contains(tenant)
+    }
+
+    /// Broker and store health.
+    pub async fn health(&self) -> Health {
+        let store_reachable = match self.inner.tenants.first() {
+            Some(t) => self.inner.store.get_tenant(t).await.is_ok(),
+            None => self.inner.store.list_tenants().await.is_ok(),
+        };
+        Health {
+            broker_connected: self.inner.metrics.broker_connected(),
+            store_reachable,
+        }
+    }
+
+    /// The Prometheus text for `/metrics` (reads the devices online from the store).
+    pub async fn metrics_text(&self) -> String {
+        let mut online = Vec::new();
+        for t in &self.inner.tenants {
+            if let Ok(devices) = self.inner.store.list_devices(t).await {
+                let n = devices.iter().filter(|d| d.online).count();
+                online.push((t.to_string(), u64::try_from(n).unwrap_or(u64::MAX)));
+            }
+        }
+        self.inner.metrics.render(&online)
+    }
+
+    /// Sends `body` (a `print-job` or `config-desired`) to `device`, signed, with an
+    /// expiry `expires_in` from now; the appliance refuses it after that. Returns the
+    /// command's id, by which [`Service::wait_command_outcome`] finds the appliance's
+    /// ack. The command is published once (QoS 1, the device's persistent session
+    /// holds it while it is away); it is not kept in a durable outbox here: a caller
+    /// that gets no outcome before the expiry decides whether to send it again.
+    pub async fn send_command(
+        &self,
+        tenant: &TenantId,
+        device: &Ident,
+        body: Body,
+        expires_in: Duration,
+    ) -> Result<MessageId, ServiceError> {
+        if !self.serves(tenant) {
+            return Err(ServiceError::NotServed(tenant.to_string()));
+        }
+        let kind = body.kind();
+        if !matches!(kind, Kind::PrintJob | Kind::ConfigDesired) {
+            return Err(ServiceError::NotACommand(kind.name()));
+        }
+        let now = now_ms();
+        let expires = now.saturating_add(duration_ms(expires_in));
+        let (topic, envelope, bytes) = self.seal_down(tenant, device, body, None, Some(expires))?;
+        {
+            let mut commands = lock(&self.inner.commands);
+            commands.retain(|_, c| c.expires_ms.saturating_add(OUTCOME_GRACE_MS) > now);
+            commands.insert(
+                envelope.id,
+                PendingCommand {
+                    expires_ms: expires,
+                    outcome: watch::channel(None).0,
+                },
+            );
+        }
+        let record = AuditRecord {
+            tenant: tenant.to_string(),
+            at_ms: now,
+            actor: Actor::System,
+            action: "command.send".into(),
+            resident: None,
+            place: Place::Internal,
+            outcome: "ok".into(),
+            detail: serde_json::json!({
+                "device": device.as_str(),
+                "kind": kind.name(),
+                "command": envelope.id.to_string(),
+                "expires_ms": expires,
+            }),
+        };
+        // Audited before it leaves: a command that went out is always on record.
+        self.inner.store.append_audit(&record).await?;
+        if let Err(e) = self.publish(&topic, bytes).await {
+            lock(&self.inner.commands).remove(&envelope.id);
+            return Err(e);
+        }
+        self.inner.metrics.command_sent();
+        Ok(envelope.id)
+    }
+
+    /// The appliance's answer to command `id`, if it has come (to this instance).
+    pub fn command_outcome(&self, id: &MessageId) -> Option<AckStatus> {
+        lock(&self.inner.commands)
+            .get(id)
+            .and_then(|c| c.outcome.borrow().clone())
+    }
+
+    /// Waits up to `timeout` for the appliance's answer to command `id`.
+    pub async fn wait_command_outcome(
+        &self,
+        id: &MessageId,
+        timeout: Duration,
+    ) -> Result<AckStatus, ServiceError> {
+        let mut rx = lock(&self.inner.commands)
+            .get(id)
+            .map(|c| c.outcome.subscribe())
+            .ok_or(ServiceError::UnknownCommand)?;
+        let got = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        match got {
+            Ok(Ok(status)) => status.clone().ok_or(ServiceError::Timeout(timeout)),
+            Ok(Err(_)) => Err(ServiceError::UnknownCommand),
+            Err(_) => Err(ServiceError::Timeout(timeout)),
+        }
+    }
+
+    /// Records an appliance's ack of one of our commands. `true` if the command was
+    /// sent by this instance.
+    pub(crate) fn command_acked(&self, id: &MessageId, status: &AckStatus) -> bool {
+        match lock(&self.inner.commands).get(id) {
+            Some(c) => {
+                c.outcome.send_replace(Some(status.clone()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Encodes and signs `body` for `device`'s `down/` topic with the next sequence
+    /// number.
+    pub(crate) fn seal_down(
+        &self,
+        tenant: &TenantId,
+        device: &Ident,
+        body: Body,
+        correlation: Option<MessageId>,
+        expires_ms: Option<i64>,
+    ) -> Result<(Topic, Envelope, Vec<u8>), ServiceError> {
+        let topic = Topic::down(tenant, device, body.kind())?;
+        let seq = lock(&self.inner.sequence).next_seq()?;
+        let mut envelope = Envelope::new(seq, now_ms(), body)?;
+        envelope.correlation = correlation;
+        envelope.expires_ms = expires_ms;
+        let bytes = seal(&self.inner.key, &self.inner.kid, &topic, &envelope)?;
+        Ok((topic, envelope, bytes))
+    }
+
+    /// Publishes signed bytes, QoS 1, not retained.
+    pub(crate) async fn publish(&self, topic: &Topic, bytes: Vec<u8>) -> Result<(), ServiceError> {
+        self.inner
+            .client
+            .publish(topic.to_string(), QoS::AtLeastOnce, false, bytes)
+            .await
+            .map_err(|e| ServiceError::Mqtt(e.to_string()))
+    }
+
+    /// Tells the broker a message has been handled (manual PUBACK).
+    pub(crate) async fn puback(&self, publish: &Publish) {
+        if let Err(e) = self.inner.client.ack(publish).await {
+            tracing::warn!(error = %e, "cannot acknowledge a message to the broker");
+        }
+    }
+}
+
+/// A started service: its handle, its HTTP address, and its tasks.
+pub struct RunningService {
+    service: Service,
+    http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    mqtt_task: JoinHandle<()>,
+    http_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("service", &self.service)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningService {
+    /// The handle.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Where `/health` and `/metrics` listen (the real port when the config said 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops taking messages, lets the workers finish what they hold (their answers
+    /// still go out), disconnects from the broker, and stops the HTTP server.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.mqtt_task.await;
+        let _ = self.http_task.await;
+        tracing::info!("control plane stopped");
+    }
+}
+
+/// Starts the service: opens the store (applying migrations), the sequence counter,
+/// the MQTT connection and the HTTP server. Returns once the HTTP server listens;
+/// the broker connection comes up in the background (see [`Service::health`]).
+pub async fn start(
+    config: ServiceConfig,
+    options: ServiceOptions,
+) -> Result<RunningService, ServiceError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::Io {
+        what: "creating the data directory",
+        source,
+    })?;
+    let store = Store::open(&config.database_url).await?;
+    for t in &config.tenants {
+        if store.get_tenant(t).await?.is_none() {
+            tracing::warn!(tenant = %t, "served tenant does not exist in the store yet");
+        }
+    }
+    let counter = FileSequenceStore::new(config.data_dir.join(SEQUENCE_FILE));
+    let sequence =
+        tokio::task::spawn_blocking(move || SequenceAllocator::new(counter, SEQUENCE_BLOCK))
+            .await
+            .map_err(|_| ServiceError::Mqtt("sequence task failed".into()))??;
+
+    let broker = &config.broker;
+    let mut options_mqtt = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
+    options_mqtt.set_keep_alive(broker.keep_alive);
+    // Persistent session: the broker keeps our subscriptions and queues QoS 1
+    // messages while we are away (restart, deploy).
+    options_mqtt.set_clean_session(false);
+    // PUBACK only after a message is handled (see the module docs).
+    options_mqtt.set_manual_acks(true);
+    // Oversized packets up to 4× the limit are read and refused with a reason by the
+    // ingest checks rather than dropping the connection; beyond that the broker's
+    // message_size_limit is the guard.
+    options_mqtt.set_max_packet_size(4 * MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES + 1024);
+    let (client, mut eventloop) = AsyncClient::new(options_mqtt, REQUEST_QUEUE);
+    // An RPC answer and its ack go out back to back as small packets: with Nagle's
+    // algorithm the second waits for the peer's delayed ACK (~40 ms on Linux).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+
+    let mut filters = Vec::new();
+    for t in &config.tenants {
+        let up = filter::tenant_up(t);
+        filters.push(match &broker.shared_group {
+            Some(group) => format!("$share/{group}/{up}"),
+            None => up,
+        });
+        filters.push(filter::tenant_presence(t));
+    }
+
+    let service = Service {
+        inner: Arc::new(Inner {
+            store,
+            client,
+            key: config.key,
+            kid: config.kid,
+            tenants: config.tenants,
+            sequence: Mutex::new(sequence),
+            metrics: Metrics::default(),
+            dispatcher: options.dispatcher,
+            sessions: options.sessions,
+            commands: Mutex::new(HashMap::new()),
+            subscribed: watch::channel(false).0,
+        }),
+    };
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| ServiceError::Io {
+            what: "binding the HTTP listener",
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| ServiceError::Io {
+        what: "reading the HTTP address",
+        source,
+    })?;
+    let app = http::router(service.clone());
+    let mut http_stop = shutdown_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let mut workers = Vec::new();
+    let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
+    for _ in 0..WORKERS {
+        let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+        workers.push(tx);
+        let worker = ingest::Worker::new(service.clone());
+        let alive = alive_tx.clone();
+        tokio::spawn(async move {
+            worker.run(rx).await;
+            drop(alive);
+        });
+    }
+    drop(alive_tx);
+    let mqtt = MqttTask {
+        service: service.clone(),
+        eventloop,
+        workers: Some(workers),
+        workers_alive: alive_rx,
+        filters,
+        shutdown: shutdown_rx,
+    };
+    let mqtt_task = tokio::spawn(mqtt.run());
+    tracing::info!(http = %http_addr, kid = %service.kid().to_hex(), "control plane started");
+    Ok(RunningService {
+        service,
+        http_addr,
+        shutdown,
+        mqtt_task,
+        http_task,
+    })
+}
+
+struct MqttTask {
+    service: Service,
+    eventloop: EventLoop,
+    workers: Option<Vec<mpsc::Sender<Publish>>>,
+    workers_alive: mpsc::Receiver<()>,
+    filters: Vec<String>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Which worker handles a topic: by tenant and device, so one device's messages stay
+/// in order on one worker.
+fn worker_for(topic: &str, workers: usize) -> usize {
+    let device_part = topic.splitn(6, '/').take(5).collect::<Vec<_>>();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    device_part.hash(&mut h);
+    usize::try_from(h.finish() % (workers.max(1) as u64)).unwrap_or(0)
+}
+
+impl MqttTask {
+    async fn run(mut self) {
+        let service = self.service.clone();
+        let metrics = &service.inner.metrics;
+        let mut attempt = 0u32;
+        let mut subacks = 0usize;
+        loop {
+            let event = tokio::select! {
+                e = self.eventloop.poll() => e,
+                _ = self.shutdown.wait_for(|s| *s) => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    attempt = 0;
+                    subacks = 0;
+                    metrics.set_broker_connected(true);
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        "connected to the broker"
+                    );
+                    // Subscribing again on every connection is harmless and covers a
+                    // broker that lost our session. try_: we are the task that drains
+                    // the request queue, so waiting on it here could deadlock.
+                    for f in &self.filters {
+                        if let Err(e) = self.service.inner.client.try_subscribe(f, QoS::AtLeastOnce)
+                        {
+                            tracing::error!(error = %e, filter = %f, "cannot subscribe");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let failed = ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                    if failed {
+                        tracing::error!("the broker refused a subscription (shared subscriptions unsupported, or ACL)");
+                    } else {
+                        subacks += 1;
+                        if subacks == self.filters.len() {
+                            service.inner.subscribed.send_replace(true);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Some(workers) = &self.workers else {
+                        continue;
+                    };
+                    let i = worker_for(&p.topic, workers.len());
+                    if let Some(w) = workers.get(i) {
+                        // Waits when the worker is busy; see WORKER_QUEUE / REQUEST_QUEUE.
+                        let _ = w.send(p).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if metrics.broker_connected() {
+                        tracing::warn!(error = %e, "lost the broker");
+                    } else if attempt.is_multiple_of(20) {
+                        tracing::warn!(error = %e, attempt, "cannot reach the broker");
+                    }
+                    metrics.set_broker_connected(false);
+                    service.inner.subscribed.send_replace(false);
+                    let delay = Duration::from_millis(100u64 << attempt.min(6));
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(delay.min(Duration::from_secs(5))) => {}
+                        _ = self.shutdown.wait_for(|s| *s) => break,
+                    }
+                }
+            }
+        }
+        self.drain_and_disconnect().await;
+        metrics.set_broker_connected(false);
+    }
+
+    /// Stops feeding the workers, keeps the connection turning while they finish
+    /// (their answers and PUBACKs go out through it), then disconnects cleanly.
+    async fn drain_and_disconnect(&mut self) {
+        self.workers = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::select! {
+                _ = self.workers_alive.recv() => break,
+                e = self.eventloop.poll() => if e.is_err() { break },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let _ = self.service.inner.client.try_disconnect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                e = self.eventloop.poll() => match e {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+}

@@ -17,16 +17,40 @@ use super::{BackendKind, Result, StoreError};
 /// Versioned migrations, embedded so the binary needs no files beside it. Append only:
 /// sqlx stores each migration's checksum and refuses to open a database whose applied
 /// migration has since been edited.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../../migrations/sqlite/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "residents",
+        include_str!("../../migrations/sqlite/0003_residents.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../../migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "residents",
+        include_str!("../../migrations/postgres/0003_residents.sql"),
+    ),
+];
 
 /// How long a SQLite writer waits for another writer before giving up. Long enough
 /// for a burst of concurrent audit appends; each write transaction is short.

@@ -18,6 +18,8 @@
 //! - `fleet` — devices, their Ed25519 keys, presence, ingest de-duplication and the
 //!   replay-window state per sender key;
 //! - `staff` — staff accounts, groups, permissions, membership (N5, N6);
+//! - `residents` — residents (住民記録), households and the records of the other data
+//!   kinds imported from the core systems (R1, R8), with their search keys;
 //! - `audit` — the hash-chained audit log and its signed checkpoints (N7, N8).
 //!
 //! How the one interface stays one: every method is written once, inside
@@ -39,10 +41,17 @@
 mod audit;
 mod backend;
 mod fleet;
+mod residents;
+mod sessions;
 mod staff;
 mod tenants;
 pub mod types;
 
+pub use residents::{
+    ApplyResult, ImportMark, NameKey, RecordRow, ResidentCounts, ResidentRow, StoredHousehold,
+    StoredRecord, StoredResident, SEARCH_LIMIT,
+};
+pub use sessions::{NewSession, Redacted, SessionRecord, StaffChange};
 pub use types::*;
 
 /// What can go wrong in the store. No variant carries personal data.

@@ -1,0 +1,337 @@
+//! The service's configuration: one TOML file, plus environment overrides for what
+//! differs per deployment or is secret (a database URL may hold a password).
+//!
+//! ```toml
+//! data_dir = "/var/lib/kakanai"        # holds kakanai.db (SQLite default) and the
+//!                                      # control plane's own sequence counter
+//! tenants = ["city-a"]                 # the cities this instance serves
+//!
+//! [database]                           # optional
+//! url = "postgres://kakanai@db/kakanai" # default sqlite://DATA_DIR/kakanai.db?mode=rwc
+//!
+//! [broker]
+//! host = "127.0.0.1"
+//! port = 1883
+//! keep_alive_s = 15                    # optional
+//! client_id = "kakanai-cp-1"           # optional; stable per instance (persistent session)
+//! shared_group = "kakanai"             # optional; `$share/GROUP/…` for several instances
+//!
+//! [signing]
+//! key_file = "/etc/kakanai/control-plane.key"  # hex Ed25519 seed, mode 0600
+//!
+//! [http]
+//! listen = "127.0.0.1:8090"            # optional; /health and /metrics
+//! ```
+//!
+//! Environment overrides (applied after the file, before checking):
+//! `KAKANAI_DATABASE_URL`, `KAKANAI_BROKER_HOST`, `KAKANAI_BROKER_PORT`,
+//! `KAKANAI_SIGNING_KEY_FILE`, `KAKANAI_HTTP_LISTEN`, `KAKANAI_DATA_DIR`.
+//!
+//! Several instances: give each its own signing key (appliances trust a list of
+//! control-plane keys). The appliance keeps one replay window per key id, and each
+//! instance numbers its messages from its own counter in its own data directory; two
+//! instances signing with one key would collide in that window.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kakanai_protocol::{KeyId, SigningKey};
+use serde::Deserialize;
+
+use crate::model::TenantId;
+
+/// Why the configuration cannot be used. Messages name the field; none repeats a
+/// secret (the database URL is never echoed).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or unknown / missing fields.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What and where.
+        message: String,
+    },
+    /// A field (or its environment override) has an invalid value.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `broker.port` or `KAKANAI_BROKER_PORT`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    tenants: Vec<String>,
+    #[serde(default)]
+    database: RawDatabase,
+    broker: RawBroker,
+    signing: RawSigning,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    host: String,
+    port: u16,
+    #[serde(default = "default_keep_alive")]
+    keep_alive_s: u64,
+    client_id: Option<String>,
+    shared_group: Option<String>,
+}
+
+fn default_keep_alive() -> u64 {
+    15
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    key_file: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+/// Where the broker is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// The MQTT client id: stable across restarts (the broker keeps the persistent
+    /// session under it) and unique per instance.
+    pub client_id: String,
+    /// Shared-subscription group (`$share/GROUP/…`), for several instances behind one
+    /// broker that supports it (Mosquitto ≥ 2). `None`: plain subscriptions, which
+    /// any MQTT 3.1.1 broker understands.
+    pub shared_group: Option<String>,
+}
+
+/// A checked configuration.
+pub struct ServiceConfig {
+    /// State directory (SQLite file by default, the sequence counter).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…` (may hold a password: never log it).
+    pub database_url: String,
+    /// The broker.
+    pub broker: BrokerConfig,
+    /// The control plane's signing key.
+    pub key: SigningKey,
+    /// Its key id.
+    pub kid: KeyId,
+    /// The tenants served.
+    pub tenants: Vec<TenantId>,
+    /// Where `/health` and `/metrics` listen (port 0: any free port).
+    pub http_listen: SocketAddr,
+}
+
+impl std::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &"<redacted>")
+            .field("broker", &self.broker)
+            .field("kid", &self.kid.to_hex())
+            .field("tenants", &self.tenants)
+            .field("http_listen", &self.http_listen)
+            .finish()
+    }
+}
+
+impl ServiceConfig {
+    /// Reads `path`, applies the process environment's overrides, and checks it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` (read from `path`, named in errors) with overrides from `env`.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if let Some(v) = env("KAKANAI_DATA_DIR") {
+            raw.data_dir = Some(v.into());
+        }
+        if let Some(v) = env("KAKANAI_DATABASE_URL") {
+            raw.database.url = Some(v);
+        }
+        if let Some(v) = env("KAKANAI_BROKER_HOST") {
+            raw.broker.host = v;
+        }
+        if let Some(v) = env("KAKANAI_BROKER_PORT") {
+            raw.broker.port = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid("KAKANAI_BROKER_PORT", "not a port number"))?;
+        }
+        if let Some(v) = env("KAKANAI_SIGNING_KEY_FILE") {
+            raw.signing.key_file = v.into();
+        }
+        if let Some(v) = env("KAKANAI_HTTP_LISTEN") {
+            raw.http.listen = Some(v);
+        }
+        Self::check(raw)
+    }
+
+    fn check(raw: RawConfig) -> Result<Self, ConfigError> {
+        let data_dir = raw
+            .data_dir
+            .ok_or_else(|| invalid("data_dir", "missing (or set KAKANAI_DATA_DIR)"))?;
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "empty"));
+        }
+        if raw.tenants.is_empty() {
+            return Err(invalid("tenants", "at least one tenant is needed"));
+        }
+        let mut tenants = Vec::new();
+        for t in &raw.tenants {
+            let id = TenantId::new(t).map_err(|e| invalid("tenants", e.to_string()))?;
+            if !tenants.contains(&id) {
+                tenants.push(id);
+            }
+        }
+        let database_url = match raw.database.url {
+            Some(url) if url.trim().is_empty() => return Err(invalid("database.url", "empty")),
+            Some(url) => {
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
+                    // The URL itself is not repeated: it may hold a password.
+                    return Err(invalid(
+                        "database.url",
+                        "must start with sqlite:, postgres:// or postgresql://",
+                    ));
+                }
+                url
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("kakanai.db").display()
+            ),
+        };
+        if raw.broker.host.trim().is_empty() {
+            return Err(invalid("broker.host", "empty"));
+        }
+        if raw.broker.port == 0 {
+            return Err(invalid("broker.port", "must be 1-65535"));
+        }
+        if !(1..=3600).contains(&raw.broker.keep_alive_s) {
+            return Err(invalid("broker.keep_alive_s", "must be 1 to 3600 seconds"));
+        }
+        if let Some(g) = &raw.broker.shared_group {
+            let ok = !g.is_empty()
+                && g.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if !ok {
+                return Err(invalid(
+                    "broker.shared_group",
+                    "1 or more of [A-Za-z0-9_-] (no MQTT wildcards or separators)",
+                ));
+            }
+        }
+        let key = read_key(&raw.signing.key_file)?;
+        let kid = KeyId::of_key(&key.verifying_key());
+        let client_id = match raw.broker.client_id {
+            Some(id) if id.is_empty() || id.len() > 64 => {
+                return Err(invalid("broker.client_id", "1 to 64 characters"))
+            }
+            Some(id) => id,
+            None => format!("kakanai-cp-{}", kid.to_hex()),
+        };
+        let listen = raw.http.listen.unwrap_or_else(|| "127.0.0.1:8090".into());
+        let http_listen = listen
+            .parse()
+            .map_err(|_| invalid("http.listen", "not an address like 127.0.0.1:8090"))?;
+        Ok(Self {
+            data_dir,
+            database_url,
+            broker: BrokerConfig {
+                host: raw.broker.host,
+                port: raw.broker.port,
+                keep_alive: Duration::from_secs(raw.broker.keep_alive_s),
+                client_id,
+                shared_group: raw.broker.shared_group,
+            },
+            key,
+            kid,
+            tenants,
+            http_listen,
+        })
+    }
+}
+
+/// Reads the signing key with the appliance's rules: a hex Ed25519 seed in a file
+/// nobody else may read.
+fn read_key(path: &Path) -> Result<SigningKey, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            "signing.key_file",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                "signing.key_file",
+                format!(
+                    "{} is readable by others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    let seed = hex::decode(text.trim())
+        .map_err(|_| invalid("signing.key_file", "does not hold a hex Ed25519 seed"))?;
+    SigningKey::from_seed(&seed).map_err(|e| invalid("signing.key_file", e.to_string()))
+}
