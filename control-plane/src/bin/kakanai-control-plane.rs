@@ -289,10 +289,13 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .context("opening the store")?;
         let staff = std::sync::Arc::new(kakanai_control_plane::staff::StaffService::new(
-            store,
+            store.clone(),
             kakanai_control_plane::staff::StaffPolicy::default(),
         ));
-        let mut options = service::ServiceOptions::default();
+        let mut options = service::ServiceOptions {
+            store: Some(store),
+            ..Default::default()
+        };
         staff.register_rpc(&mut options.dispatcher);
         options.sessions = staff;
         let running = service::start(config, options)

@@ -131,6 +131,9 @@ pub struct ServiceOptions {
     pub dispatcher: Dispatcher,
     /// Resolves staff session tokens (the default resolves none).
     pub sessions: Arc<dyn SessionResolver>,
+    /// A store already open (shared with the handlers); `None` opens
+    /// `database_url` from the configuration.
+    pub store: Option<Store>,
 }
 
 impl Default for ServiceOptions {
@@ -140,6 +143,7 @@ impl Default for ServiceOptions {
         Self {
             dispatcher,
             sessions: Arc::new(NoSessions),
+            store: None,
         }
     }
 }
@@ -455,7 +459,10 @@ pub async fn start(
         what: "creating the data directory",
         source,
     })?;
-    let store = Store::open(&config.database_url).await?;
+    let store = match options.store.clone() {
+        Some(store) => store,
+        None => Store::open(&config.database_url).await?,
+    };
     for t in &config.tenants {
         if store.get_tenant(t).await?.is_none() {
             tracing::warn!(tenant = %t, "served tenant does not exist in the store yet");
