@@ -5,8 +5,11 @@
 //! sealed; tenant isolation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::OnceLock;
 
 use kakanai_control_plane::model::TenantId;
 use kakanai_control_plane::residents::csvfile::{decode, parse, Record, Table};
@@ -17,47 +20,8 @@ use kakanai_control_plane::residents::{
 };
 use kakanai_control_plane::store::{Store, Tenant};
 use kakanai_protocol::personal::Sex;
-use kakanai_test_peers::Postgres;
 
-fn postgres() -> Arc<Postgres> {
-    static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(pg) = shared.upgrade() {
-        return pg;
-    }
-    let pg = Arc::new(Postgres::start().expect("PostgreSQL must start for the residents tests"));
-    *shared = Arc::downgrade(&pg);
-    pg
-}
-
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-                    super::$case(url).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let pg = tokio::task::spawn_blocking(super::postgres).await.unwrap();
-                    let db = concat!("r_", stringify!($case));
-                    pg.create_database(db).unwrap();
-                    super::$case(pg.url_for(db)).await;
-                    drop(pg);
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+both_backends!("r_";
     import_then_card_lookup_prefix_and_household,
     variant_characters_match,
     reimport_is_idempotent_and_changes_are_reported,

@@ -3,55 +3,18 @@
 //! is all or nothing, problems are reported with their lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, Weak};
 
 use kakanai_control_plane::model::{Ident, TenantId};
 use kakanai_control_plane::staff::admin::NewAccount;
 use kakanai_control_plane::staff::import::{ImportChange, ImportError};
 use kakanai_control_plane::staff::{HashParams, StaffError, StaffPolicy, StaffService};
 use kakanai_control_plane::store::{Group, StaffChange, Store, StoreError, Tenant};
-use kakanai_test_peers::Postgres;
 
-fn postgres() -> Arc<Postgres> {
-    static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(pg) = shared.upgrade() {
-        return pg;
-    }
-    let pg = Arc::new(Postgres::start().expect("PostgreSQL must start for the staff tests"));
-    *shared = Arc::downgrade(&pg);
-    pg
-}
-
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-                    super::$case(url).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let pg = tokio::task::spawn_blocking(super::postgres).await.unwrap();
-                    let db = concat!("si_", stringify!($case));
-                    pg.create_database(db).unwrap();
-                    super::$case(pg.url_for(db)).await;
-                    drop(pg);
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+both_backends!("si_";
     dry_run_changes_nothing_and_apply_creates_everything,
     transfer_moves_renames_and_disables,
     bad_lines_are_reported_and_nothing_applied,

@@ -7,8 +7,11 @@
 //! point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use kakanai_control_plane::model::{Ident, TenantId};
@@ -24,50 +27,11 @@ use kakanai_control_plane::staff::{
 };
 use kakanai_control_plane::store::{Group, StaffUpdate, Store, Tenant};
 use kakanai_protocol::catalogue::{RpcError, RpcMethod};
-use kakanai_test_peers::Postgres;
 
 // ---------------------------------------------------------------------------------
 // Harness
 
-fn postgres() -> Arc<Postgres> {
-    static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(pg) = shared.upgrade() {
-        return pg;
-    }
-    let pg = Arc::new(Postgres::start().expect("PostgreSQL must start for the staff tests"));
-    *shared = Arc::downgrade(&pg);
-    pg
-}
-
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-                    super::$case(url).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let pg = tokio::task::spawn_blocking(super::postgres).await.unwrap();
-                    let db = concat!("ss_", stringify!($case));
-                    pg.create_database(db).unwrap();
-                    super::$case(pg.url_for(db)).await;
-                    drop(pg);
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+both_backends!("ss_";
     login_ok,
     wrong_password_and_unknown_id_are_indistinguishable,
     lockout_after_five_failures_until_it_runs_out,

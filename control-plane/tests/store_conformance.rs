@@ -7,8 +7,10 @@
 //! (a second control-plane instance).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, Weak};
 
 use kakanai_control_plane::audit::chain::{self, GENESIS};
 use kakanai_control_plane::model::{Actor, AuditRecord, Ident, Place, TenantId};
@@ -17,53 +19,11 @@ use kakanai_control_plane::store::{
     PresenceUpdate, StaffUpdate, Store, StoreError, Tenant,
 };
 use kakanai_protocol::keys::{KeyId, SigningKey, VerifyingKey};
-use kakanai_test_peers::Postgres;
 
 // ---------------------------------------------------------------------------------
 // Harness
 
-/// One PostgreSQL server shared by the cases running at the same time, stopped when
-/// the last of them drops it (a `static` guard would never be dropped and would leave
-/// the server running after the test process).
-fn postgres() -> Arc<Postgres> {
-    static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(pg) = shared.upgrade() {
-        return pg;
-    }
-    let pg = Arc::new(Postgres::start().expect("PostgreSQL must start for the conformance suite"));
-    *shared = Arc::downgrade(&pg);
-    pg
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-                    super::$case(url).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let pg = tokio::task::spawn_blocking(super::postgres).await.unwrap();
-                    let db = concat!("c_", stringify!($case));
-                    pg.create_database(db).unwrap();
-                    super::$case(pg.url_for(db)).await;
-                    drop(pg);
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+both_backends!("c_";
     migrations_are_idempotent,
     data_survives_reopening,
     tenants_are_isolated,
