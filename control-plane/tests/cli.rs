@@ -1,6 +1,8 @@
 //! `kakanai-control-plane` from the command line: `determine` prints what the
-//! library determines, `catalog check` lists a broken catalogue's errors, and
-//! `audit verify-archive` tells an intact archive from a tampered one.
+//! library determines, `catalog check` lists a broken catalogue's errors, `catalog
+//! diff` names what changed between versions, `catalog install` refuses a broken
+//! catalogue and stores a valid one (`catalog list` shows it), and `audit
+//! verify-archive` tells an intact archive from a tampered one.
 
 // Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -95,6 +97,98 @@ fn catalog_check_accepts_the_reference_and_lists_errors_of_a_broken_one() {
     assert_eq!(out.status.code(), Some(1));
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(listed.contains("国民健康保健"), "{listed}");
+}
+
+#[test]
+fn catalog_diff_names_what_changed_between_the_reference_versions() {
+    let out = Command::new(CLI)
+        .args(["catalog", "diff"])
+        .arg(manifest().join("catalog/2024-10-01"))
+        .arg(manifest().join("catalog/2025-04-01"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("2024.10 (2024-10-01) → 2025.04 (2025-04-01)"),
+        "{text}"
+    );
+    assert!(text.contains("- 削除 出産・子育て応援給付金"), "{text}");
+    assert!(text.contains("+ 追加 妊婦のための支援給付"), "{text}");
+    assert!(text.contains("証明書: 追加 0, 削除 0, 変更 0"), "{text}");
+}
+
+#[test]
+fn catalog_install_refuses_a_broken_catalogue_then_installs_and_lists() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", db.path().join("store.db").display());
+    let run = |args: &[&str], dir: Option<&Path>| {
+        let mut cmd = Command::new(CLI);
+        cmd.args(["catalog"])
+            .args(args)
+            .args(["--database", &url, "--tenant", "reference-city"]);
+        if let Some(d) = dir {
+            cmd.arg(d);
+        }
+        cmd.output().unwrap()
+    };
+
+    // A broken copy: every error listed, exit 1, nothing stored.
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&manifest().join("catalog"), broken.path());
+    let koseki = broken.path().join("2024-10-01/procedures/01_koseki.toml");
+    let text = std::fs::read_to_string(&koseki).unwrap();
+    std::fs::write(
+        &koseki,
+        text.replacen("department = \"", "department = \"x_", 1),
+    )
+    .unwrap();
+    let out = run(&["install", "--by", "admin01"], Some(broken.path()));
+    assert_eq!(out.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("2024-10-01/procedures/01_koseki.toml") && listed.contains("department"),
+        "{listed}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"));
+    let out = run(&["list"], None);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no catalogue version"));
+
+    // The reference: installed, with its schedule.
+    let out = run(
+        &["install", "--by", "admin01"],
+        Some(&manifest().join("catalog")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("installed 2024-10-01") && text.contains("installed 2025-04-01"));
+    assert!(
+        text.contains("2024-10-01 – 2025-03-31  適用終了  2024-10-01 (2024.10)"),
+        "{text}"
+    );
+    assert!(text.contains("2025-04-01 –"), "{text}");
+    assert!(text.contains("by admin01"), "{text}");
+
+    // The broken copy again: still refused, the stored versions unchanged.
+    let out = run(&["install"], Some(broken.path()));
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["list"], None);
+    assert!(out.status.success());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("(2024.10)") && listed.contains("(2025.04)"),
+        "{listed}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

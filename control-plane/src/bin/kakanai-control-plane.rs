@@ -7,6 +7,13 @@
 //! - `import --database URL --tenant T --dir DIR`: imports core-system files, each
 //!   file all or nothing, and prints the report.
 //! - `catalog check DIR`: validates a catalogue and lists every error with its place.
+//! - `catalog diff OLD NEW`: procedures and certificates added, removed and changed
+//!   between two versions (each a catalogue directory, whose newest version counts,
+//!   or one version directory inside one).
+//! - `catalog install --database URL --tenant T DIR [--by LOGIN]`: validates the
+//!   catalogue with the tenant's stored versions and stores it, or lists every error
+//!   and changes nothing (exit 1); prints the schedule.
+//! - `catalog list --database URL --tenant T`: the stored versions and their dates.
 //! - `audit verify-archive FILE --key HEX…`: checks a fiscal-year audit archive on its
 //!   own (exit 0 intact, 1 problems found).
 //! - `serve --config FILE`: runs the service (MQTT ingest and RPC, commands,
@@ -98,6 +105,38 @@ enum CatalogCommand {
         /// The catalogue directory.
         dir: PathBuf,
     },
+    /// Show what changed between two versions (procedures, certificates).
+    Diff {
+        /// The old version: a catalogue directory (its newest version) or a version
+        /// directory inside one.
+        old: PathBuf,
+        /// The new version, likewise.
+        new: PathBuf,
+    },
+    /// Validate a catalogue directory and store its versions for a tenant.
+    Install {
+        /// The database (sqlite://PATH?mode=rwc or postgres://…); default: the
+        /// KAKANAI_DATABASE_URL environment variable (keeps passwords off argv).
+        #[arg(long)]
+        database: Option<String>,
+        /// The tenant (city).
+        #[arg(long)]
+        tenant: String,
+        /// Who uploads (recorded with each version); default: $USER.
+        #[arg(long)]
+        by: Option<String>,
+        /// The catalogue directory (one subdirectory per version).
+        dir: PathBuf,
+    },
+    /// List a tenant's stored versions with their dates and status.
+    List {
+        /// The database; default: KAKANAI_DATABASE_URL.
+        #[arg(long)]
+        database: Option<String>,
+        /// The tenant (city).
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,13 +199,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             my_number_key_file,
         } => {
-            let database = match database {
-                Some(d) => d,
-                None => std::env::var("KAKANAI_DATABASE_URL")
-                    .context("--database or KAKANAI_DATABASE_URL is needed")?,
-            };
+            let database = database_url(database)?;
             import(&database, &tenant, &dir, my_number_key_file.as_deref())
         }
+        Command::Catalog {
+            command: CatalogCommand::Diff { old, new },
+        } => {
+            let old = catalog_admin::version_at(&old)?;
+            let new = catalog_admin::version_at(&new)?;
+            print!("{}", rules::diff::diff(&old, &new));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog {
+            command:
+                CatalogCommand::Install {
+                    database,
+                    tenant,
+                    by,
+                    dir,
+                },
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".to_owned());
+            catalog_admin::install(&database_url(database)?, &tenant, &dir, &by)
+        }
+        Command::Catalog {
+            command: CatalogCommand::List { database, tenant },
+        } => catalog_admin::list(&database_url(database)?, &tenant),
         Command::Catalog {
             command: CatalogCommand::Check { dir },
         } => match rules::CatalogueSet::load(&dir) {
@@ -205,6 +265,155 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+    }
+}
+
+/// `--database`, else `KAKANAI_DATABASE_URL`.
+fn database_url(arg: Option<String>) -> anyhow::Result<String> {
+    match arg {
+        Some(d) => Ok(d),
+        None => std::env::var("KAKANAI_DATABASE_URL")
+            .context("--database or KAKANAI_DATABASE_URL is needed"),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `catalog diff`, `catalog install`, `catalog list`.
+mod catalog_admin {
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use anyhow::Context as _;
+    use kakanai_control_plane::rules::{self, Catalogue, CatalogueSet};
+    use kakanai_control_plane::store::{CatalogueInstallError, CatalogueVersion, Store, Tenant};
+
+    /// The version `path` names: a version directory (it has a `catalogue.toml`; its
+    /// parent is loaded, since it may extend a sibling) or a catalogue directory (its
+    /// newest version).
+    pub(super) fn version_at(path: &Path) -> anyhow::Result<Arc<Catalogue>> {
+        let is_version = path.join("catalogue.toml").is_file();
+        let root = match (is_version, path.parent()) {
+            (true, Some(parent)) if !parent.as_os_str().is_empty() => parent,
+            (true, _) => Path::new("."),
+            (false, _) => path,
+        };
+        let set = CatalogueSet::load(root)
+            .map_err(|errors| anyhow::anyhow!("{}", rules::RulesError::Catalogue(errors)))?;
+        let found = if is_version {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            set.versions().iter().find(|c| c.dir == name).cloned()
+        } else {
+            set.versions().last().cloned()
+        };
+        found.with_context(|| format!("{}: no catalogue version", path.display()))
+    }
+
+    fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?)
+    }
+
+    pub(super) fn install(
+        database: &str,
+        tenant: &str,
+        dir: &Path,
+        by: &str,
+    ) -> anyhow::Result<ExitCode> {
+        let tenant = kakanai_protocol::topic::Ident::new(tenant).context("--tenant")?;
+        let files = match rules::catalog::read_files(dir) {
+            Ok(f) => f,
+            Err(errors) => return Ok(refused(&errors)),
+        };
+        let now_ms = super::now_ms();
+        runtime()?.block_on(async {
+            let store = Store::open(database).await.context("opening the store")?;
+            if store.get_tenant(&tenant).await?.is_none() {
+                let record = Tenant {
+                    id: tenant.clone(),
+                    name: tenant.as_str().to_owned(),
+                };
+                store.create_tenant(&record, now_ms).await?;
+            }
+            match store
+                .install_catalogue_versions(&tenant, &files, by, now_ms)
+                .await
+            {
+                Ok(outcome) => {
+                    for name in &outcome.installed {
+                        println!("installed {name}");
+                    }
+                    for name in &outcome.unchanged {
+                        println!("unchanged {name}");
+                    }
+                    print_schedule(&outcome.versions);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(CatalogueInstallError::Invalid(errors)) => Ok(refused(&errors)),
+                Err(e @ (CatalogueInstallError::InForce(_) | CatalogueInstallError::Empty)) => {
+                    eprintln!("{e}; nothing was changed");
+                    Ok(ExitCode::from(1))
+                }
+                Err(CatalogueInstallError::Store(e)) => Err(e.into()),
+            }
+        })
+    }
+
+    fn refused(errors: &[rules::CatalogueError]) -> ExitCode {
+        for e in errors {
+            println!("{e}");
+        }
+        eprintln!(
+            "{} error(s); the catalogue is rejected and nothing was changed",
+            errors.len()
+        );
+        ExitCode::from(1)
+    }
+
+    pub(super) fn list(database: &str, tenant: &str) -> anyhow::Result<ExitCode> {
+        let tenant = kakanai_protocol::topic::Ident::new(tenant).context("--tenant")?;
+        runtime()?.block_on(async {
+            let store = Store::open(database).await.context("opening the store")?;
+            let versions = store
+                .list_catalogue_versions(&tenant, super::now_ms())
+                .await?;
+            if versions.is_empty() {
+                println!("no catalogue version stored for {}", tenant.as_str());
+            }
+            print_schedule(&versions);
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+
+    /// One line per version: its period, status, label and who uploaded it when.
+    fn print_schedule(versions: &[CatalogueVersion]) {
+        for v in versions {
+            let until = v
+                .effective_until
+                .map_or_else(String::new, |d| d.to_string());
+            // The upload day in Japan (UTC+9), the day the city's staff would name.
+            let uploaded =
+                rules::Date::from_days((v.uploaded_at_ms + 9 * 3_600_000).div_euclid(86_400_000));
+            println!(
+                "{} – {:<10}  {}  {} ({})  uploaded {} by {}",
+                v.effective_from,
+                until,
+                v.status.label(),
+                v.name,
+                v.version,
+                uploaded,
+                v.uploaded_by
+            );
         }
     }
 }
@@ -293,10 +502,16 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             kakanai_control_plane::staff::StaffPolicy::default(),
         ));
         let mut options = service::ServiceOptions {
-            store: Some(store),
+            store: Some(store.clone()),
             ..Default::default()
         };
         staff.register_rpc(&mut options.dispatcher);
+        // procedures.determine over the catalogue versions stored per tenant.
+        options
+            .dispatcher
+            .register(std::sync::Arc::new(rules::rpc::DetermineHandler::new(
+                store.clone(),
+            )));
         options.sessions = staff;
         let running = service::start(config, options)
             .await

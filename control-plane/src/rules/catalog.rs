@@ -341,6 +341,8 @@ pub struct Question {
 /// One immutable catalogue version.
 #[derive(Debug, Clone)]
 pub struct Catalogue {
+    /// The version directory's name (what `extends` names and the store keys by).
+    pub dir: String,
     /// Version label.
     pub version: String,
     /// In force from.
@@ -367,33 +369,62 @@ pub struct CatalogueSet {
     versions: Vec<Arc<Catalogue>>,
 }
 
+/// A catalogue as files, the form the store keeps and uploads arrive in: path relative
+/// to the catalogue directory, `/`-separated (`2024-10-01/procedures/02_jumin.toml`) →
+/// TOML text.
+pub type CatalogueFiles = BTreeMap<String, String>;
+
 impl CatalogueSet {
     /// Load and validate every version directory under `dir`.
     pub fn load(dir: &Path) -> Result<CatalogueSet, Vec<CatalogueError>> {
-        let mut errors = Vec::new();
-        let mut raws = Vec::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => return Err(vec![io_error(dir, dir, &e)]),
-        };
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.join("catalogue.toml").is_file())
-            .collect();
-        dirs.sort();
-        if dirs.is_empty() {
-            errors.push(CatalogueError {
-                file: dir.display().to_string(),
-                line_col: None,
-                item: None,
-                field: None,
-                column: None,
-                message: "no version directory (with catalogue.toml) found".into(),
-            });
+        let (files, mut errors) = read_files_collecting(dir)?;
+        // Unreadable files are reported together with what the readable ones contain,
+        // so one run lists every problem.
+        match Self::load_from_files(&files) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.extend(more);
+                Err(errors)
+            }
         }
+    }
+
+    /// Load and validate a catalogue given as files (see [`CatalogueFiles`]), e.g. as
+    /// stored in the control plane. A file outside the layout (`VERSION/catalogue.toml`,
+    /// `VERSION/certificates.toml`, `VERSION/procedures/NAME.toml`) is an error rather
+    /// than ignored: an upload carrying it was probably meant to say something.
+    pub fn load_from_files(files: &CatalogueFiles) -> Result<CatalogueSet, Vec<CatalogueError>> {
+        let mut errors = Vec::new();
+        let dirs: Vec<&str> = files
+            .keys()
+            .filter_map(|k| k.strip_suffix("/catalogue.toml"))
+            .filter(|d| is_name(d))
+            .collect();
+        for key in files.keys() {
+            if !in_layout(key, &dirs) {
+                errors.push(err_at(
+                    key,
+                    None,
+                    None,
+                    "not a catalogue file (VERSION/catalogue.toml, VERSION/certificates.toml \
+                     or VERSION/procedures/NAME.toml, in a version directory that has a \
+                     catalogue.toml)"
+                        .into(),
+                ));
+            }
+        }
+        if dirs.is_empty() {
+            errors.push(err_at(
+                ".",
+                None,
+                None,
+                "no version directory (with catalogue.toml) found".into(),
+            ));
+        }
+        let mut raws = Vec::new();
         for d in &dirs {
-            if let Some(raw) = read_version(dir, d, &mut errors) {
+            if let Some(raw) = read_version(d, files, &mut errors) {
                 raws.push(raw);
             }
         }
@@ -458,19 +489,98 @@ fn io_error(root: &Path, p: &Path, e: &std::io::Error) -> CatalogueError {
     err_at(&rel(root, p), None, None, format!("cannot read: {e}"))
 }
 
-fn parse_file<T: for<'de> Deserialize<'de>>(
-    root: &Path,
-    path: &Path,
-    errors: &mut Vec<CatalogueError>,
-) -> Option<T> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(io_error(root, path, &e));
-            return None;
+/// Reads the files of the catalogue under `dir` that the loader uses (see
+/// [`CatalogueFiles`]); every unreadable one is reported.
+pub fn read_files(dir: &Path) -> Result<CatalogueFiles, Vec<CatalogueError>> {
+    let (files, errors) = read_files_collecting(dir)?;
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The readable files and the errors of the unreadable ones; `Err` only when `dir`
+/// itself cannot be listed.
+fn read_files_collecting(
+    dir: &Path,
+) -> Result<(CatalogueFiles, Vec<CatalogueError>), Vec<CatalogueError>> {
+    let mut errors = Vec::new();
+    let mut files = CatalogueFiles::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| vec![io_error(dir, dir, &e)])?;
+    let mut versions: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("catalogue.toml").is_file())
+        .collect();
+    versions.sort();
+    let mut read = |path: &Path, errors: &mut Vec<CatalogueError>| {
+        // Keys are always `/`-separated, whatever the platform, so a bundle stored on
+        // one machine loads on another.
+        let key = path
+            .strip_prefix(dir)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                files.insert(key, text);
+            }
+            Err(e) => errors.push(io_error(dir, path, &e)),
         }
     };
-    match toml::from_str(&text) {
+    for v in &versions {
+        read(&v.join("catalogue.toml"), &mut errors);
+        let cert_path = v.join("certificates.toml");
+        if cert_path.is_file() {
+            read(&cert_path, &mut errors);
+        }
+        let proc_dir = v.join("procedures");
+        if proc_dir.is_dir() {
+            let mut procs: Vec<PathBuf> = match std::fs::read_dir(&proc_dir) {
+                Ok(e) => e.filter_map(Result::ok).map(|e| e.path()).collect(),
+                Err(e) => {
+                    errors.push(io_error(dir, &proc_dir, &e));
+                    Vec::new()
+                }
+            };
+            procs.retain(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file());
+            procs.sort();
+            for p in procs {
+                read(&p, &mut errors);
+            }
+        }
+    }
+    Ok((files, errors))
+}
+
+/// A single path component the loader accepts as a directory or file name.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+}
+
+fn in_layout(key: &str, dirs: &[&str]) -> bool {
+    let Some((dir, rest)) = key.split_once('/') else {
+        return false;
+    };
+    if !dirs.contains(&dir) {
+        return false;
+    }
+    match rest.split_once('/') {
+        None => rest == "catalogue.toml" || rest == "certificates.toml",
+        Some(("procedures", name)) => is_name(name) && name.ends_with(".toml"),
+        Some(_) => false,
+    }
+}
+
+fn parse_text<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    text: &str,
+    errors: &mut Vec<CatalogueError>,
+) -> Option<T> {
+    match toml::from_str(text) {
         Ok(v) => Some(v),
         Err(e) => {
             let line_col = e.span().map(|s| {
@@ -480,7 +590,7 @@ fn parse_file<T: for<'de> Deserialize<'de>>(
                 (line, col)
             });
             errors.push(CatalogueError {
-                file: rel(root, path),
+                file: file.to_owned(),
                 line_col,
                 item: None,
                 field: None,
@@ -492,37 +602,37 @@ fn parse_file<T: for<'de> Deserialize<'de>>(
     }
 }
 
-fn read_version(root: &Path, dir: &Path, errors: &mut Vec<CatalogueError>) -> Option<RawVersion> {
-    let meta: RawMeta = parse_file(root, &dir.join("catalogue.toml"), errors)?;
+fn read_version(
+    dir: &str,
+    files: &CatalogueFiles,
+    errors: &mut Vec<CatalogueError>,
+) -> Option<RawVersion> {
+    let meta_file = format!("{dir}/catalogue.toml");
+    let meta: RawMeta = parse_text(&meta_file, files.get(&meta_file)?, errors)?;
     let mut procedures = Vec::new();
     let mut certificates = Vec::new();
-    let cert_path = dir.join("certificates.toml");
-    if cert_path.is_file() {
-        if let Some(f) = parse_file::<RawCertificateFile>(root, &cert_path, errors) {
-            let file = rel(root, &cert_path);
-            certificates.extend(f.certificates.into_iter().map(|c| (file.clone(), c)));
+    let cert_file = format!("{dir}/certificates.toml");
+    if let Some(text) = files.get(&cert_file) {
+        if let Some(f) = parse_text::<RawCertificateFile>(&cert_file, text, errors) {
+            certificates.extend(f.certificates.into_iter().map(|c| (cert_file.clone(), c)));
         }
     }
-    let proc_dir = dir.join("procedures");
-    if proc_dir.is_dir() {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&proc_dir) {
-            Ok(e) => e.filter_map(Result::ok).map(|e| e.path()).collect(),
-            Err(e) => {
-                errors.push(io_error(root, &proc_dir, &e));
-                Vec::new()
-            }
+    // BTreeMap order is the file-name order the directory loader always used, so a
+    // later file's duplicate id is the one reported.
+    let prefix = format!("{dir}/procedures/");
+    for (file, text) in files.range(prefix.clone()..) {
+        let Some(name) = file.strip_prefix(&prefix) else {
+            break;
         };
-        files.retain(|p| p.extension().is_some_and(|x| x == "toml"));
-        files.sort();
-        for p in files {
-            if let Some(f) = parse_file::<RawProcedureFile>(root, &p, errors) {
-                let file = rel(root, &p);
-                procedures.extend(f.procedures.into_iter().map(|c| (file.clone(), c)));
-            }
+        if !is_name(name) || !name.ends_with(".toml") {
+            continue;
+        }
+        if let Some(f) = parse_text::<RawProcedureFile>(file, text, errors) {
+            procedures.extend(f.procedures.into_iter().map(|c| (file.clone(), c)));
         }
     }
     Some(RawVersion {
-        dir: rel(root, dir),
+        dir: dir.to_owned(),
         meta,
         procedures,
         certificates,
@@ -923,6 +1033,7 @@ fn validate(raw: &RawVersion, errors: &mut Vec<CatalogueError>) -> Option<Catalo
         }
     }
     Some(Catalogue {
+        dir: raw.dir.clone(),
         version: m.version.clone(),
         effective_from: effective_from?,
         departments: m.departments.clone(),

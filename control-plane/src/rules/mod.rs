@@ -14,6 +14,11 @@
 //! - [`engine`] — evaluates the rules per member and per household and builds the
 //!   [`Determination`]: procedures with reason and deadline, open questions, visit
 //!   order by counter.
+//! - [`diff`] — procedures and certificates added, removed and changed between two
+//!   versions (reviewing a 制度改正 before scheduling it).
+//! - [`rpc`] — `procedures.determine`, the counter UI's RPC, over the catalogue
+//!   versions stored for the caller's tenant (cached per tenant, reloaded when the
+//!   stored revision changes).
 //! - [`calendar`] — civil dates, Japanese age counting (年齢計算ニ関スル法律), fiscal
 //!   years, national holidays, the 12/29–1/3 closure, business days.
 //!
@@ -22,14 +27,16 @@
 
 pub mod calendar;
 pub mod catalog;
+pub mod diff;
 pub mod engine;
 pub mod expr;
 pub mod model;
+pub mod rpc;
 
 use std::path::Path;
 
 pub use calendar::Date;
-pub use catalog::{Catalogue, CatalogueError, CatalogueSet};
+pub use catalog::{Catalogue, CatalogueError, CatalogueFiles, CatalogueSet};
 pub use engine::{determine_with, Determination};
 pub use model::DeterminationInput;
 

@@ -44,6 +44,8 @@ pub const DOCUMENT_PRINT: &str = "document.print";
 pub const ADMIN_STAFF: &str = "admin.staff";
 /// 窓口端末の管理.
 pub const ADMIN_FLEET: &str = "admin.fleet";
+/// 必要な手続きの判定（窓口）.
+pub const PROCEDURE_DETERMINE: &str = "procedure.determine";
 /// 手続き定義の管理.
 pub const ADMIN_CATALOG: &str = "admin.catalog";
 /// 操作ログの検索.
@@ -96,6 +98,10 @@ pub const CATALOGUE: &[Permission] = &[
     Permission {
         name: MYNUMBER_VIEW,
         description: "個人番号の閲覧（特定個人情報）",
+    },
+    Permission {
+        name: PROCEDURE_DETERMINE,
+        description: "必要な手続きの判定",
     },
     Permission {
         name: DOCUMENT_PRINT,

@@ -33,6 +33,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "residents",
         include_str!("../../migrations/sqlite/0003_residents.sql"),
     ),
+    (
+        4,
+        "catalog",
+        include_str!("../../migrations/sqlite/0004_catalog.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -49,6 +54,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "residents",
         include_str!("../../migrations/postgres/0003_residents.sql"),
+    ),
+    (
+        4,
+        "catalog",
+        include_str!("../../migrations/postgres/0004_catalog.sql"),
     ),
 ];
 

@@ -20,7 +20,9 @@
 //! - `staff` — staff accounts, groups, permissions, membership (N5, N6);
 //! - `residents` — residents (住民記録), households and the records of the other data
 //!   kinds imported from the core systems (R1, R8), with their search keys;
-//! - `audit` — the hash-chained audit log and its signed checkpoints (N7, N8).
+//! - `audit` — the hash-chained audit log and its signed checkpoints (N7, N8);
+//! - `catalog` — the procedure catalogue's versions per tenant, validated on install
+//!   (issue 7).
 //!
 //! How the one interface stays one: every method is written once, inside
 //! `with_pool!`, which expands the body once per backend with that backend's pool, so
@@ -40,6 +42,7 @@
 
 mod audit;
 mod backend;
+mod catalog;
 mod fleet;
 mod residents;
 mod sessions;
@@ -47,6 +50,7 @@ mod staff;
 mod tenants;
 pub mod types;
 
+pub use catalog::{CatalogueInstallError, CatalogueVersion, InstallOutcome, VersionStatus};
 pub use residents::{
     ApplyResult, ImportMark, NameKey, RecordRow, ResidentCounts, ResidentRow, StoredHousehold,
     StoredRecord, StoredResident, SEARCH_LIMIT,
