@@ -286,3 +286,41 @@ fn verify_archive_tells_intact_from_tampered() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn determine_previews_a_version_whatever_the_event_date() {
+    let run = |version: Option<&str>| {
+        let mut cmd = Command::new(CLI);
+        cmd.args(["determine", "--catalog"])
+            .arg(manifest().join("catalog"))
+            .arg("--input")
+            .arg(manifest().join("tests/scenarios/birth_kokuho.input.json"));
+        if let Some(v) = version {
+            cmd.args(["--version", v]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The event (2025-04-23) falls under the 2025-04-01 version …
+    let in_force = run(None);
+    assert!(in_force.contains("\"catalogue_version\": \"2025.04\""));
+    assert!(in_force.contains("妊婦のための支援給付"));
+    // … and the preview shows what the older version would have said.
+    let preview = run(Some("2024-10-01"));
+    assert!(preview.contains("\"catalogue_version\": \"2024.10\""));
+    assert!(!preview.contains("妊婦のための支援給付"));
+    let out = Command::new(CLI)
+        .args(["determine", "--catalog"])
+        .arg(manifest().join("catalog"))
+        .arg("--input")
+        .arg(manifest().join("tests/scenarios/birth_kokuho.input.json"))
+        .args(["--version", "1999-01-01"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -1,7 +1,8 @@
 //! `kakanai-control-plane` — the control plane's command line.
 //!
-//! - `determine --catalog DIR --input FILE`: every procedure a life event brings for
-//!   the household described in FILE (JSON, see `rules::model`), as JSON.
+//! - `determine --catalog DIR --input FILE [--version V]`: every procedure a life
+//!   event brings for the household described in FILE (JSON, see `rules::model`), as
+//!   JSON; `--version` previews a version regardless of its effective date.
 //! - `gen-city --out DIR [--seed N] [--residents N]`: a synthetic reference city as
 //!   core-system CSV files (all 16 kinds).
 //! - `import --database URL --tenant T --dir DIR`: imports core-system files, each
@@ -50,6 +51,10 @@ enum Command {
         /// The household and event, as JSON.
         #[arg(long)]
         input: PathBuf,
+        /// Preview: use this catalogue version (its name or directory) whatever the
+        /// event date, e.g. a version scheduled for a law change not yet in force.
+        #[arg(long)]
+        version: Option<String>,
     },
     /// Write a synthetic reference city (all 16 core-system data kinds) as CSV files.
     GenCity {
@@ -164,7 +169,45 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config),
-        Command::Determine { catalog, input } => {
+        Command::Determine {
+            catalog,
+            input,
+            version: Some(version),
+        } => {
+            let set = match rules::CatalogueSet::load(&catalog) {
+                Ok(set) => set,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let chosen = set
+                .versions()
+                .iter()
+                .find(|c| c.version == version || c.dir == version)
+                .with_context(|| format!("no catalogue version {version:?}"))?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let parsed: rules::DeterminationInput = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a determination input", input.display()))?;
+            match rules::determine_with(chosen, &parsed) {
+                Ok(result) => {
+                    println!("{}", serde_json::to_string_pretty(&result)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Determine {
+            catalog,
+            input,
+            version: None,
+        } => {
             match rules::determine_from_files(&catalog, &input) {
                 Ok(result) => {
                     println!("{}", serde_json::to_string_pretty(&result)?);
