@@ -123,6 +123,7 @@ async fn fixture() -> Fixture {
             keep_alive: Duration::from_secs(5),
             client_id: "cp-test".into(),
             shared_group: Some("kakanai".into()),
+            embedded: None,
         },
         key: key(CP_SEED),
         kid: kid(&key(CP_SEED)),

@@ -110,6 +110,7 @@ async fn world_with(broker_extra: &str) -> World {
             keep_alive: Duration::from_secs(5),
             client_id: "cp-e2e".into(),
             shared_group: Some("kakanai".into()),
+            embedded: None,
         },
         kid: KeyId::of_key(&cp.verifying_key()),
         key: cp,

@@ -10,8 +10,10 @@
 //! url = "postgres://kakanai@db/kakanai" # default sqlite://DATA_DIR/kakanai.db?mode=rwc
 //!
 //! [broker]
-//! host = "127.0.0.1"
-//! port = 1883
+//! host = "127.0.0.1"                  # required unless embedded = true
+//! port = 1883                         # required unless embedded = true
+//! embedded = false                     # optional; true: run an in-process broker
+//! listen = "127.0.0.1:1883"            # optional; where the embedded broker listens
 //! keep_alive_s = 15                    # optional
 //! client_id = "kakanai-cp-1"           # optional; stable per instance (persistent session)
 //! shared_group = "kakanai"             # optional; `$share/GROUP/…` for several instances
@@ -22,6 +24,14 @@
 //! [http]
 //! listen = "127.0.0.1:8090"            # optional; /health and /metrics
 //! ```
+//!
+//! The embedded broker (`embedded = true`, see [`super::broker`]) runs everything on
+//! one machine with one command. Only an explicit `embedded = true` starts it: a
+//! forgotten `host` on a server is a configuration error, not a reason to open a
+//! broker nobody's appliances connect to. With it, `host`/`port` default to the
+//! embedded broker's `listen` address (loopback when it listens on all addresses);
+//! set them only to reach it through another name. Without it, nothing changes:
+//! `host` and `port` name the external broker (Mosquitto).
 //!
 //! Environment overrides (applied after the file, before checking):
 //! `KAKANAI_DATABASE_URL`, `KAKANAI_BROKER_HOST`, `KAKANAI_BROKER_PORT`,
@@ -100,8 +110,11 @@ struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBroker {
-    host: String,
-    port: u16,
+    host: Option<String>,
+    port: Option<u16>,
+    #[serde(default)]
+    embedded: bool,
+    listen: Option<String>,
     #[serde(default = "default_keep_alive")]
     keep_alive_s: u64,
     client_id: Option<String>,
@@ -140,7 +153,21 @@ pub struct BrokerConfig {
     /// broker that supports it (Mosquitto ≥ 2). `None`: plain subscriptions, which
     /// any MQTT 3.1.1 broker understands.
     pub shared_group: Option<String>,
+    /// Run an in-process broker ([`super::broker`]) before connecting; `None`: the
+    /// broker is external.
+    pub embedded: Option<EmbeddedBrokerConfig>,
 }
+
+/// The in-process broker's settings.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBrokerConfig {
+    /// Where it listens (MQTT 3.1.1, plain TCP). Port 0 is refused: the service's
+    /// own client has to know the port.
+    pub listen: SocketAddr,
+}
+
+/// The embedded broker's default address: loopback only, the usual MQTT port.
+pub const DEFAULT_EMBEDDED_LISTEN: &str = "127.0.0.1:1883";
 
 /// A checked configuration.
 pub struct ServiceConfig {
@@ -200,13 +227,14 @@ impl ServiceConfig {
             raw.database.url = Some(v);
         }
         if let Some(v) = env("KAKANAI_BROKER_HOST") {
-            raw.broker.host = v;
+            raw.broker.host = Some(v);
         }
         if let Some(v) = env("KAKANAI_BROKER_PORT") {
-            raw.broker.port = v
-                .trim()
-                .parse()
-                .map_err(|_| invalid("KAKANAI_BROKER_PORT", "not a port number"))?;
+            raw.broker.port = Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| invalid("KAKANAI_BROKER_PORT", "not a port number"))?,
+            );
         }
         if let Some(v) = env("KAKANAI_SIGNING_KEY_FILE") {
             raw.signing.key_file = v.into();
@@ -254,10 +282,46 @@ impl ServiceConfig {
                 data_dir.join("kakanai.db").display()
             ),
         };
-        if raw.broker.host.trim().is_empty() {
+        let embedded = if raw.broker.embedded {
+            let listen = raw
+                .broker
+                .listen
+                .as_deref()
+                .unwrap_or(DEFAULT_EMBEDDED_LISTEN)
+                .parse::<SocketAddr>()
+                .map_err(|_| invalid("broker.listen", "not an address like 127.0.0.1:1883"))?;
+            if listen.port() == 0 {
+                return Err(invalid("broker.listen", "port must be 1-65535"));
+            }
+            Some(EmbeddedBrokerConfig { listen })
+        } else {
+            if raw.broker.listen.is_some() {
+                return Err(invalid("broker.listen", "only with embedded = true"));
+            }
+            None
+        };
+        let (host, port) = match (&embedded, raw.broker.host, raw.broker.port) {
+            (_, Some(host), Some(port)) => (host, port),
+            (Some(e), host, port) => {
+                // Listening on every address: connect over loopback.
+                let ip = match e.listen.ip() {
+                    ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+                    ip if ip.is_unspecified() => "::1".to_owned(),
+                    ip => ip.to_string(),
+                };
+                (host.unwrap_or(ip), port.unwrap_or(e.listen.port()))
+            }
+            (None, None, _) => {
+                return Err(invalid("broker.host", "missing (or set embedded = true)"))
+            }
+            (None, _, None) => {
+                return Err(invalid("broker.port", "missing (or set embedded = true)"))
+            }
+        };
+        if host.trim().is_empty() {
             return Err(invalid("broker.host", "empty"));
         }
-        if raw.broker.port == 0 {
+        if port == 0 {
             return Err(invalid("broker.port", "must be 1-65535"));
         }
         if !(1..=3600).contains(&raw.broker.keep_alive_s) {
@@ -291,11 +355,12 @@ impl ServiceConfig {
             data_dir,
             database_url,
             broker: BrokerConfig {
-                host: raw.broker.host,
-                port: raw.broker.port,
+                host,
+                port,
                 keep_alive: Duration::from_secs(raw.broker.keep_alive_s),
                 client_id,
                 shared_group: raw.broker.shared_group,
+                embedded,
             },
             key,
             kid,

@@ -6,6 +6,8 @@
 //!   [`RunningService`] ([`start`] and orderly [`RunningService::shutdown`]), the
 //!   task that owns the MQTT event loop, [`ServiceError`];
 //! - [`config`] — [`ServiceConfig`] from TOML plus `KAKANAI_*` environment overrides;
+//! - [`broker`] — [`EmbeddedBroker`]: the in-process broker (rumqttd) started before
+//!   our own client connects when `[broker] embedded = true`, stopped last;
 //! - `ingest` (private) — one message from the broker through every check
 //!   (topic → served tenant → size → COSE structure → `store.key_for` the topic's
 //!   device → signature over the topic → kind → replay window, persisted per sender
@@ -40,6 +42,7 @@
 //! (hash of tenant and device), so its messages are handled in arrival order and its
 //! replay window is only touched by one task.
 
+pub mod broker;
 pub mod config;
 mod http;
 mod ingest;
@@ -63,7 +66,8 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use config::{BrokerConfig, ConfigError, ServiceConfig};
+pub use broker::EmbeddedBroker;
+pub use config::{BrokerConfig, ConfigError, EmbeddedBrokerConfig, ServiceConfig};
 pub use metrics::Metrics;
 pub use sequence::FileSequenceStore;
 pub use session::{NoSessions, SessionFuture, SessionResolver};
@@ -416,6 +420,7 @@ pub struct RunningService {
     shutdown: watch::Sender<bool>,
     mqtt_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
+    broker: Option<EmbeddedBroker>,
 }
 
 impl std::fmt::Debug for RunningService {
@@ -423,6 +428,7 @@ impl std::fmt::Debug for RunningService {
         f.debug_struct("RunningService")
             .field("service", &self.service)
             .field("http_addr", &self.http_addr)
+            .field("broker", &self.broker)
             .finish_non_exhaustive()
     }
 }
@@ -438,12 +444,23 @@ impl RunningService {
         self.http_addr
     }
 
+    /// The embedded broker's address, when this service runs one.
+    pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
+        self.broker.as_ref().map(EmbeddedBroker::addr)
+    }
+
     /// Stops taking messages, lets the workers finish what they hold (their answers
-    /// still go out), disconnects from the broker, and stops the HTTP server.
-    pub async fn shutdown(self) {
+    /// still go out), disconnects from the broker, and stops the HTTP server; then
+    /// stops the embedded broker, if any (last, so our own answers and DISCONNECT
+    /// went through it first).
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let _ = self.mqtt_task.await;
-        let _ = self.http_task.await;
+        let _ = (&mut self.mqtt_task).await;
+        let _ = (&mut self.http_task).await;
+        if let Some(broker) = self.broker.take() {
+            // stop() joins the broker's thread: not on an async worker.
+            let _ = tokio::task::spawn_blocking(move || broker.stop()).await;
+        }
         tracing::info!("control plane stopped");
     }
 }
@@ -475,6 +492,17 @@ pub async fn start(
             .map_err(|_| ServiceError::Mqtt("sequence task failed".into()))??;
 
     let broker = &config.broker;
+    // Before our client exists, so its first connection attempt finds it listening.
+    // Dropped (and so stopped) if anything below fails.
+    let embedded = match broker.embedded.clone() {
+        // start() waits (briefly) for the broker's thread: not on an async worker.
+        Some(e) => Some(
+            tokio::task::spawn_blocking(move || EmbeddedBroker::start(&e))
+                .await
+                .map_err(|_| ServiceError::Mqtt("embedded broker task failed".into()))??,
+        ),
+        None => None,
+    };
     let mut options_mqtt = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
     options_mqtt.set_keep_alive(broker.keep_alive);
     // Persistent session: the broker keeps our subscriptions and queues QoS 1
@@ -573,6 +601,7 @@ pub async fn start(
         shutdown,
         mqtt_task,
         http_task,
+        broker: embedded,
     })
 }
 
