@@ -207,18 +207,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             catalog,
             input,
             version: None,
-        } => {
-            match rules::determine_from_files(&catalog, &input) {
-                Ok(result) => {
-                    println!("{}", serde_json::to_string_pretty(&result)?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::from(1))
-                }
+        } => match rules::determine_from_files(&catalog, &input) {
+            Ok(result) => {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::GenCity {
             out,
             seed,
