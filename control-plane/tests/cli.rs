@@ -324,3 +324,100 @@ fn determine_previews_a_version_whatever_the_event_date() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_finds_where_the_log_in_the_database_was_changed() {
+    use kakanai_control_plane::audit::Checkpoint;
+    use kakanai_control_plane::store::{Store, Tenant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kakanai.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let tenant = Ident::new("city-a").unwrap();
+    let key = SigningKey::from_seed(&[0x44; 32]).unwrap();
+    {
+        let store = Store::open(&url).await.unwrap();
+        store
+            .create_tenant(
+                &Tenant {
+                    id: tenant.clone(),
+                    name: "A市".into(),
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        let mut last = None;
+        for n in 1..=30i64 {
+            let entry = store
+                .append_audit(&AuditRecord {
+                    tenant: "city-a".into(),
+                    at_ms: 1_790_000_000_000 + n,
+                    actor: Actor::Staff("s001".into()),
+                    action: "resident.view".into(),
+                    resident: Some(format!("{n:06}")),
+                    place: Place::Appliance("counter-01".into()),
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({}),
+                })
+                .await
+                .unwrap();
+            if n == 20 {
+                last = Some(entry);
+            }
+        }
+        let at20 = last.unwrap();
+        let cp = Checkpoint::sign(&tenant, at20.seq, &at20.hash, 1_790_000_100_000, &key);
+        store.save_checkpoint(&cp).await.unwrap();
+        store.close().await;
+    }
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let verify = || {
+        Command::new(CLI)
+            .args([
+                "audit",
+                "verify",
+                "--database",
+                &url,
+                "--tenant",
+                "city-a",
+                "--key",
+                &public,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["entries_checked"], 30);
+    assert_eq!(report["checkpoints_valid"], 1);
+
+    // Someone with database access changes entry 12 (the table refuses updates, so
+    // they drop the guard first).
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("DROP TRIGGER audit_entries_no_update")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE audit_entries SET record = replace(record, '000012', '000099') WHERE seq = 12",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    let problems = String::from_utf8_lossy(&out.stderr);
+    assert!(problems.contains("seq 12"), "{problems}");
+}
