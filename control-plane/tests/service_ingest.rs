@@ -606,3 +606,46 @@ async fn wait_until_online(store: &Store, device: &Ident, online: bool, boot: u6
     }
     panic!("device never became online={online} with boot {boot}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_checkpoints_are_signed_when_due_and_verify() {
+    let f = fixture().await;
+    let k = key(0x11);
+    for n in 1..=3u64 {
+        let (topic, env, bytes) = up(&k, "counter-01", n, state(n as u32));
+        f.devices.publish(&topic, bytes).await;
+        assert_eq!(f.devices.ack_of(env.id).await, AckStatus::Accepted);
+    }
+    let service = f.running.service();
+    let now = now_ms();
+    // The timer may already have signed the first head; either way the head ends
+    // up signed exactly once.
+    let first = service.sign_due_checkpoints(now).await.unwrap();
+    assert_eq!(
+        service.sign_due_checkpoints(now).await.unwrap(),
+        0,
+        "the head is already signed"
+    );
+    let checkpoints = f.store.checkpoints(&tenant()).await.unwrap();
+    assert!(first <= 1 && !checkpoints.is_empty());
+
+    // One more entry: not due again until the hour has passed.
+    let (topic, env, bytes) = up(&k, "counter-01", 4, state(4));
+    f.devices.publish(&topic, bytes).await;
+    assert_eq!(f.devices.ack_of(env.id).await, AckStatus::Accepted);
+    assert_eq!(service.sign_due_checkpoints(now + 60_000).await.unwrap(), 0);
+    assert_eq!(
+        service.sign_due_checkpoints(now + 3_600_000).await.unwrap(),
+        1
+    );
+
+    // The whole log verifies against the control plane's key.
+    let head = f.store.audit_head(&tenant()).await.unwrap();
+    let entries = f.store.audit_range(&tenant(), 1, 1000).await.unwrap();
+    let checkpoints = f.store.checkpoints(&tenant()).await.unwrap();
+    let keys = vec![key(CP_SEED).verifying_key()];
+    let report = kakanai_control_plane::audit::verify(&tenant(), entries, &checkpoints, &keys);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.checkpoints_valid as usize, checkpoints.len());
+    assert_eq!(checkpoints.iter().map(|c| c.seq).max(), Some(head.seq));
+}

@@ -43,6 +43,7 @@
 //! replay window is only touched by one task.
 
 pub mod broker;
+mod checkpoints;
 pub mod config;
 mod http;
 mod ingest;
@@ -594,6 +595,7 @@ pub async fn start(
         shutdown: shutdown_rx,
     };
     let mqtt_task = tokio::spawn(mqtt.run());
+    tokio::spawn(checkpoints::run(service.clone(), shutdown.subscribe()));
     tracing::info!(http = %http_addr, kid = %service.kid().to_hex(), "control plane started");
     Ok(RunningService {
         service,
