@@ -30,7 +30,11 @@ impl Service {
                 .await?
                 .first()
                 .map_or(now_ms, |e| e.record.at_ms);
-            let last = store.checkpoints(tenant).await?.into_iter().max_by_key(|c| c.seq);
+            let last = store
+                .checkpoints(tenant)
+                .await?
+                .into_iter()
+                .max_by_key(|c| c.seq);
             let due = policy.due(
                 Some(ChainPoint {
                     seq: head.seq,
