@@ -270,30 +270,6 @@ impl Config {
 }
 
 fn read_key(path: &Path) -> Result<SigningKey, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(
-            "device.key_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0);
-        if mode & 0o077 != 0 {
-            return Err(invalid(
-                "device.key_file",
-                format!(
-                    "{} is readable by others (mode {:o}); chmod 600 it",
-                    path.display(),
-                    mode & 0o777
-                ),
-            ));
-        }
-    }
-    let seed = hex::decode(text.trim())
-        .map_err(|_| invalid("device.key_file", "does not hold a hex Ed25519 seed"))?;
-    SigningKey::from_seed(&seed).map_err(|e| invalid("device.key_file", e.to_string()))
+    kakanai_provisioning::keyfile::read_signing_key(path)
+        .map_err(|e| invalid("device.key_file", e.to_string()))
 }

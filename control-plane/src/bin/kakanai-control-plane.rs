@@ -541,20 +541,11 @@ fn import(
     let my_number_key = match key_file {
         None => None,
         Some(path) => {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .with_context(|| format!("{}", path.display()))?
-                .permissions()
-                .mode();
-            anyhow::ensure!(
-                mode & 0o077 == 0,
-                "{} is readable by others; chmod 600 it",
-                path.display()
-            );
-            let bytes = hex::decode(std::fs::read_to_string(path)?.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .context("--my-number-key-file: not 32 bytes in hex")?;
+            let secret = kakanai_provisioning::keyfile::read_secret(path, 32)
+                .context("--my-number-key-file")?;
+            let bytes: [u8; 32] = secret
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--my-number-key-file: not 32 bytes"))?;
             Some(MyNumberKey::new(&bytes))
         }
     };

@@ -373,30 +373,6 @@ impl ServiceConfig {
 /// Reads the signing key with the appliance's rules: a hex Ed25519 seed in a file
 /// nobody else may read.
 fn read_key(path: &Path) -> Result<SigningKey, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(
-            "signing.key_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0);
-        if mode & 0o077 != 0 {
-            return Err(invalid(
-                "signing.key_file",
-                format!(
-                    "{} is readable by others (mode {:o}); chmod 600 it",
-                    path.display(),
-                    mode & 0o777
-                ),
-            ));
-        }
-    }
-    let seed = hex::decode(text.trim())
-        .map_err(|_| invalid("signing.key_file", "does not hold a hex Ed25519 seed"))?;
-    SigningKey::from_seed(&seed).map_err(|e| invalid("signing.key_file", e.to_string()))
+    kakanai_provisioning::keyfile::read_signing_key(path)
+        .map_err(|e| invalid("signing.key_file", e.to_string()))
 }
