@@ -4,7 +4,9 @@
 //! - **Nothing sent is lost.** [`LinkHandle::send`] writes the signed message to the
 //!   redb outbox before publishing it; it leaves the outbox only when the control
 //!   plane's `ack` names it. Every (re)connection publishes the whole outbox again,
-//!   oldest first; the control plane de-duplicates by message id.
+//!   oldest first, and while connected a message unacknowledged for 20 s is published
+//!   again (a broker may drop what it cannot queue); the control plane de-duplicates
+//!   by message id.
 //! - **Commands run once, and only genuine, fresh ones.** Everything on our `down/`
 //!   topics goes through [`kakanai_protocol::seal::Opener`] (signature by the control
 //!   plane's key over the topic, kind fits the topic, replay window). Commands must
@@ -45,6 +47,10 @@ use crate::store::{ApplianceStore, OutboxItem, SequenceCounter, StoreError};
 const SEQUENCE_BLOCK: u64 = 1024;
 /// Messages re-published per batch after a (re)connection.
 const RESEND_BATCH: usize = 256;
+/// How often the outbox is checked for messages still unacknowledged while online.
+const STALE_CHECK: Duration = Duration::from_secs(10);
+/// A message unacknowledged this long while online is published again.
+const STALE_AFTER_MS: i64 = 20_000;
 
 /// Who this appliance is and whom it trusts.
 pub struct Identity {
@@ -379,8 +385,21 @@ struct LinkTask {
 impl LinkTask {
     async fn run(mut self) {
         let mut attempt = 0u32;
+        let mut stale_check = tokio::time::interval(STALE_CHECK);
+        stale_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match self.eventloop.poll().await {
+            let polled = tokio::select! {
+                // Why a timer here: a broker may drop QoS 1 messages it cannot queue for
+                // a slow subscriber, and then nothing but a re-send brings them.
+                _ = stale_check.tick() => {
+                    if *self.online.borrow() {
+                        self.resend_outbox(Some(STALE_AFTER_MS));
+                    }
+                    continue;
+                }
+                polled = self.eventloop.poll() => polled,
+            };
+            match polled {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     attempt = 0;
                     self.on_connected().await;
@@ -414,40 +433,41 @@ impl LinkTask {
     }
 
     async fn on_connected(&mut self) {
-        let _ = self
-            .handle
-            .client
-            .subscribe(self.down_filter.clone(), QoS::AtLeastOnce)
-            .await;
         let birth = {
             let mut sender = self.handle.sender.lock().await;
             sender
                 .envelope(self.birth.clone())
                 .and_then(|e| sender.seal_up(&e))
         };
-        match birth {
-            Ok((topic, bytes)) => {
-                let _ = self.handle.client.try_publish(
-                    topic.to_string(),
-                    QoS::AtLeastOnce,
-                    true,
-                    bytes,
-                );
+        // Subscribe and announce from a task of its own: rumqttc's request queue
+        // drains only while this loop polls, and after an outage it may be full of
+        // messages queued meanwhile, so awaiting room here would never end.
+        let client = self.handle.client.clone();
+        let filter = self.down_filter.clone();
+        tokio::spawn(async move {
+            let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
+            match birth {
+                Ok((topic, bytes)) => {
+                    let _ = client
+                        .publish(topic.to_string(), QoS::AtLeastOnce, true, bytes)
+                        .await;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot sign the birth message"),
             }
-            Err(e) => tracing::error!(error = %e, "cannot sign the birth message"),
-        }
+        });
         let _ = self.online.send(true);
         tracing::info!("link to the broker up");
         self.emit(LinkEvent::Online).await;
-        self.resend_outbox();
+        self.resend_outbox(None);
     }
 
     /// Publishes the whole outbox again, oldest first, from a separate task so the
     /// event loop keeps turning (rumqttc's request queue drains only while polled).
-    fn resend_outbox(&self) {
+    fn resend_outbox(&self, min_age_ms: Option<i64>) {
         let store = Arc::clone(&self.handle.store);
         let client = self.handle.client.clone();
         tokio::spawn(async move {
+            let cutoff = min_age_ms.map(|age| now_ms().saturating_sub(age));
             let mut after = 0u64;
             loop {
                 let store = Arc::clone(&store);
@@ -460,6 +480,10 @@ impl LinkTask {
                 }
                 for (position, item) in batch {
                     after = position;
+                    // Oldest first: the first young message ends a stale re-send.
+                    if cutoff.is_some_and(|c| item.enqueued_ms > c) {
+                        return;
+                    }
                     if client
                         .publish(item.topic, QoS::AtLeastOnce, false, item.signed)
                         .await
@@ -566,8 +590,15 @@ impl LinkTask {
         .await;
     }
 
+    /// Commands wait for room in the channel (they are already acknowledged and
+    /// must not be lost); informational events are dropped when nobody reads them,
+    /// so a slow listener can never stall the link.
     async fn emit(&mut self, event: LinkEvent) {
-        let _ = self.events.send(event).await;
+        if matches!(event, LinkEvent::Command(_)) {
+            let _ = self.events.send(event).await;
+        } else if let Err(mpsc::error::TrySendError::Full(dropped)) = self.events.try_send(event) {
+            tracing::debug!(event = ?std::mem::discriminant(&dropped), "link event dropped: nobody is reading");
+        }
     }
 }
 

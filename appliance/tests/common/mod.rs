@@ -95,7 +95,7 @@ impl ControlPlane {
                     if let Body::RpcRequest(req) = &envelope.body {
                         let text: String = req.params::<Ping>().unwrap();
                         let resp = Body::RpcResponse(RpcResponse::ok::<Ping>(&text).unwrap());
-                        me.command_with(resp, Some(envelope.id), None).await;
+                        me.reply(resp, envelope.id);
                     }
                 }
                 if me.auto_ack.load(Ordering::SeqCst)
@@ -106,12 +106,22 @@ impl ControlPlane {
                         of: envelope.id,
                         status: AckStatus::Accepted,
                     });
-                    me.command_with(ack, Some(envelope.id), None).await;
+                    me.reply(ack, envelope.id);
                 }
                 let _ = tx.send((topic, envelope)).await;
             }
         });
         cp
+    }
+
+    /// Sends an answer from a task of its own: awaiting the publish inside the event
+    /// loop would deadlock once rumqttc's request queue is full (it drains only
+    /// while the loop polls).
+    fn reply(self: &Arc<Self>, body: Body, to: MessageId) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            me.command_with(body, Some(to), None).await;
+        });
     }
 
     pub fn seal_down(
