@@ -11,6 +11,7 @@
 //! - [`http`] — the local HTTP server (`/health` today; the staff UI later).
 //! - [`link`] — the signed MQTT link: outbox-backed sending, verified commands
 //!   executed once and acknowledged, presence birth/will, RPC with timeouts.
+//! - [`ui`] — the staff UI served to the counter's tablet (in progress).
 //! - [`store`] — durable state in redb: the outbox (written before publishing,
 //!   removed on the control plane's ack), sequence numbers reserved in blocks, the
 //!   boot counter, executed command ids.
@@ -21,3 +22,4 @@ pub mod devices;
 pub mod http;
 pub mod link;
 pub mod store;
+pub mod ui;

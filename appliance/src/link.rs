@@ -87,7 +87,7 @@ pub struct LinkConfig {
 /// What the link tells the rest of the appliance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
-    /// Connected to the broker (birth sent, outbox being re-sent).
+    /// Connected to the broker and subscribed to our commands (birth sent, outbox being re-sent).
     Online,
     /// Lost the broker; retrying.
     Offline {
@@ -385,25 +385,19 @@ struct LinkTask {
 impl LinkTask {
     async fn run(mut self) {
         let mut attempt = 0u32;
-        let mut stale_check = tokio::time::interval(STALE_CHECK);
-        stale_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.spawn_stale_resender();
         loop {
-            let polled = tokio::select! {
-                // Why a timer here: a broker may drop QoS 1 messages it cannot queue for
-                // a slow subscriber, and then nothing but a re-send brings them.
-                _ = stale_check.tick() => {
-                    if *self.online.borrow() {
-                        self.resend_outbox(Some(STALE_AFTER_MS));
-                    }
-                    continue;
-                }
-                polled = self.eventloop.poll() => polled,
-            };
+            // `poll` is never raced against anything: dropping it half-way through a
+            // connect makes the broker see an unclean disconnect and publish our will.
+            let polled = self.eventloop.poll().await;
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     attempt = 0;
                     self.on_connected().await;
                 }
+                // Online only once the broker has our subscription: a command or an ack
+                // published before that would be lost.
+                Ok(Event::Incoming(Packet::SubAck(_))) => self.on_subscribed().await,
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     self.on_publish(&p.topic, &p.payload).await;
                 }
@@ -455,45 +449,47 @@ impl LinkTask {
                 Err(e) => tracing::error!(error = %e, "cannot sign the birth message"),
             }
         });
+    }
+
+    async fn on_subscribed(&mut self) {
         let _ = self.online.send(true);
         tracing::info!("link to the broker up");
         self.emit(LinkEvent::Online).await;
         self.resend_outbox(None);
     }
 
-    /// Publishes the whole outbox again, oldest first, from a separate task so the
-    /// event loop keeps turning (rumqttc's request queue drains only while polled).
-    fn resend_outbox(&self, min_age_ms: Option<i64>) {
+    /// Why a timer: a broker may drop QoS 1 messages it cannot queue for a slow
+    /// subscriber, and then nothing but a re-send brings them. Ends with the link.
+    fn spawn_stale_resender(&self) {
         let store = Arc::clone(&self.handle.store);
         let client = self.handle.client.clone();
+        let mut online = self.online.subscribe();
         tokio::spawn(async move {
-            let cutoff = min_age_ms.map(|age| now_ms().saturating_sub(age));
-            let mut after = 0u64;
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + STALE_CHECK, STALE_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let store = Arc::clone(&store);
-                let batch =
-                    tokio::task::spawn_blocking(move || store.pending_after(after, RESEND_BATCH))
-                        .await;
-                let Ok(Ok(batch)) = batch else { return };
-                if batch.is_empty() {
-                    return;
-                }
-                for (position, item) in batch {
-                    after = position;
-                    // Oldest first: the first young message ends a stale re-send.
-                    if cutoff.is_some_and(|c| item.enqueued_ms > c) {
-                        return;
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if *online.borrow() {
+                            resend_outbox(Arc::clone(&store), client.clone(), Some(STALE_AFTER_MS));
+                        }
                     }
-                    if client
-                        .publish(item.topic, QoS::AtLeastOnce, false, item.signed)
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                    // The link task ended: let go of the store at once.
+                    changed = online.changed() => if changed.is_err() { return },
                 }
             }
         });
+    }
+
+    /// Publishes the whole outbox again, oldest first, from a separate task so the
+    /// event loop keeps turning (rumqttc's request queue drains only while polled).
+    fn resend_outbox(&self, min_age_ms: Option<i64>) {
+        resend_outbox(
+            Arc::clone(&self.handle.store),
+            self.handle.client.clone(),
+            min_age_ms,
+        );
     }
 
     async fn on_publish(&mut self, topic: &str, payload: &[u8]) {
@@ -606,4 +602,37 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Publishes the outbox again, oldest first (only messages older than `min_age_ms`
+/// when given), from a task of its own so the event loop keeps turning (rumqttc's
+/// request queue drains only while polled).
+fn resend_outbox(store: Arc<ApplianceStore>, client: AsyncClient, min_age_ms: Option<i64>) {
+    tokio::spawn(async move {
+        let cutoff = min_age_ms.map(|age| now_ms().saturating_sub(age));
+        let mut after = 0u64;
+        loop {
+            let store = Arc::clone(&store);
+            let batch =
+                tokio::task::spawn_blocking(move || store.pending_after(after, RESEND_BATCH)).await;
+            let Ok(Ok(batch)) = batch else { return };
+            if batch.is_empty() {
+                return;
+            }
+            for (position, item) in batch {
+                after = position;
+                // Oldest first: the first young message ends a stale re-send.
+                if cutoff.is_some_and(|c| item.enqueued_ms > c) {
+                    return;
+                }
+                if client
+                    .publish(item.topic, QoS::AtLeastOnce, false, item.signed)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
 }

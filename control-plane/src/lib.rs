@@ -14,10 +14,15 @@
 //! - [`service`] — the running service (in progress).
 //! - [`staff`] — staff accounts, passwords, lockout, sessions (in progress).
 //! - [`residents`] — residents and core-system linkage (in progress).
+//! - [`applications`] — application records (draft → printed → accepted → exported
+//!   → completed, or cancelled) and the RPA/data export (in progress).
+//! - [`admin`] — the administrators' web UI (in progress).
 //! - [`rules`] — the procedure catalogue and the determination of every procedure a
 //!   life event brings, with reasons and deadlines.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod applications;
 pub mod audit;
 pub mod model;
 pub mod residents;

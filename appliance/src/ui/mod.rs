@@ -1,0 +1,1 @@
+//! The staff UI served to the counter's tablet (in progress).

@@ -1,0 +1,1 @@
+//! Application records and the RPA/data export (in progress).
