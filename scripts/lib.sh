@@ -29,7 +29,7 @@ kk_apt_install() {
 }
 
 # What building needs.
-KK_BUILD_PACKAGES=(build-essential pkg-config git libpcsclite-dev)
+KK_BUILD_PACKAGES=(build-essential pkg-config git libpcsclite-dev libssl-dev)
 # The real peers the tests start, and the independent tools they check against.
 KK_TEST_PACKAGES=(
     pcscd vsmartcard-vpcd pcsc-tools
@@ -37,7 +37,7 @@ KK_TEST_PACKAGES=(
     postgresql
     cups-ipp-utils dbus avahi-daemon
     chromium
-    fonts-ipaexfont poppler-utils
+    fonts-ipaexfont fonts-ipamj-mincho poppler-utils
     python3-venv
 )
 

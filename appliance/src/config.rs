@@ -30,6 +30,28 @@
 //! printer = "ipp://printer.local:631/ipp/print"   # or a directory to spool PDFs into
 //! scanner = "/dev/ttyACM0"
 //! ```
+//!
+//! A provisioned appliance names its provisioning bundle instead of `[device]`,
+//! `[control_plane]` and the broker's address (see `kakanai_provisioning::bundle`):
+//!
+//! ```toml
+//! [provisioning]
+//! bundle = "/etc/kakanai/bundle"          # bundle.toml, ca.pem, client.pem, client.key, device.key
+//! claim = "/media/usb/claim.toml"         # optional: enrol with it while the bundle is absent
+//!
+//! [broker]                                # optional with a bundle
+//! keep_alive_s = 15
+//!
+//! [store]
+//! path = "/var/lib/kakanai/appliance.redb"
+//! ```
+//!
+//! The bundle is checked as it is loaded (certificate issued by the bundle's CA to
+//! this device of this tenant, key matching the certificate, certificate valid now);
+//! with `mqtts://` in its broker URL the link uses TLS with the client certificate.
+//! [`enrol_if_needed`] is the plug-and-play start: with a claim and no bundle yet, the
+//! appliance enrols (keys made on the device, CSR sent with the claim, waiting for
+//! central IT's approval) and writes the bundle before the configuration is loaded.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,7 +62,7 @@ use kakanai_protocol::{KeyId, SigningKey, VerifyingKey};
 use serde::Deserialize;
 
 use crate::devices::{DeviceConfig, PrinterTarget};
-use crate::link::Identity;
+use crate::link::{Identity, TlsClient};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +91,60 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The provisioning bundle is missing a part or its parts do not fit together.
+    #[error(transparent)]
+    Bundle(#[from] kakanai_provisioning::bundle::BundleError),
+    /// Enrolment with the claim failed.
+    #[error("enrolment with {claim}: {message}")]
+    Enrolment {
+        /// The claim file.
+        claim: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How long a device waits for central IT to approve its enrolment.
+const APPROVAL_WAIT: Duration = Duration::from_secs(30 * 86_400);
+/// How often it asks meanwhile.
+const APPROVAL_POLL: Duration = Duration::from_secs(10);
+
+/// When the configuration at `path` names a bundle directory without a bundle and a
+/// claim file, enrols with the claim and writes the bundle (blocking until central
+/// IT approves, or the claim is refused). Returns whether it enrolled; does nothing
+/// when the bundle is there or no claim is configured.
+pub fn enrol_if_needed(path: &Path) -> Result<bool, ConfigError> {
+    let raw = read_raw(path)?;
+    let Some(RawProvisioning {
+        bundle,
+        claim: Some(claim_path),
+    }) = raw.provisioning
+    else {
+        return Ok(false);
+    };
+    if bundle.join("bundle.toml").exists() {
+        return Ok(false);
+    }
+    let fail = |message: String| ConfigError::Enrolment {
+        claim: claim_path.clone(),
+        message,
+    };
+    let claim = kakanai_provisioning::claim::ClaimFile::load(&claim_path).map_err(&fail)?;
+    tracing::info!(tenant = %claim.tenant, "no provisioning bundle yet: enrolling with the claim");
+    kakanai_provisioning::enrol::enrol(&claim, &bundle, APPROVAL_POLL, APPROVAL_WAIT)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(true)
+}
+
+fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -81,8 +157,13 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    device: RawDevice,
-    control_plane: RawControlPlane,
+    #[serde(default)]
+    provisioning: Option<RawProvisioning>,
+    #[serde(default)]
+    device: Option<RawDevice>,
+    #[serde(default)]
+    control_plane: Option<RawControlPlane>,
+    #[serde(default)]
     broker: RawBroker,
     store: RawStore,
     #[serde(default)]
@@ -97,6 +178,14 @@ struct RawDevices {
     reader: Option<String>,
     printer: Option<String>,
     scanner: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvisioning {
+    bundle: PathBuf,
+    #[serde(default)]
+    claim: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,10 +212,20 @@ struct RawKey {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBroker {
-    host: String,
-    port: u16,
+    host: Option<String>,
+    port: Option<u16>,
     #[serde(default = "default_keep_alive")]
     keep_alive_s: u64,
+}
+
+impl Default for RawBroker {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            keep_alive_s: default_keep_alive(),
+        }
+    }
 }
 
 fn default_keep_alive() -> u64 {
@@ -174,54 +273,92 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// The counter's devices.
     pub devices: DeviceConfig,
+    /// TLS to the broker (a bundle with an `mqtts://` broker); `None`: plain TCP.
+    pub tls: Option<TlsClient>,
+    /// From the bundle: when the device certificate expires and when to renew it
+    /// (Unix seconds), and the counter's name.
+    pub provisioned: Option<Provisioned>,
+}
+
+/// What a provisioning bundle adds to the configuration.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The counter's name.
+    pub counter: String,
+    /// Certificate expiry, Unix seconds.
+    pub not_after: i64,
+    /// When to renew (two thirds of the validity), Unix seconds.
+    pub renew_at: i64,
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+struct Core {
+    identity: Identity,
+    host: String,
+    port: u16,
+    tls: Option<TlsClient>,
+    provisioned: Option<Provisioned>,
+}
+
+fn from_bundle(raw: &RawConfig, dir: &Path) -> Result<Core, ConfigError> {
+    if raw.device.is_some() || raw.control_plane.is_some() {
+        return Err(invalid(
+            "provisioning.bundle",
+            "with a bundle, [device] and [control_plane] come from the bundle: remove them",
+        ));
+    }
+    if raw.broker.host.is_some() || raw.broker.port.is_some() {
+        return Err(invalid(
+            "broker.host",
+            "with a bundle, the broker's address comes from the bundle: remove host and port",
+        ));
+    }
+    let bundle = kakanai_provisioning::bundle::Bundle::load(dir, now_s())?;
+    let kid = KeyId::of_key(&bundle.message_key.verifying_key());
+    let tls = bundle.broker.tls.then(|| TlsClient {
+        ca_pem: bundle.ca_pem.clone(),
+        cert_pem: bundle.cert_pem.clone(),
+        key_pem: bundle.key_pem.clone(),
+    });
+    let provisioned = Provisioned {
+        bundle: dir.to_owned(),
+        counter: bundle.counter.clone(),
+        not_after: bundle.not_after,
+        renew_at: bundle.renew_at(),
+    };
+    Ok(Core {
+        identity: Identity {
+            tenant: bundle.tenant,
+            device: bundle.device,
+            key: bundle.message_key,
+            kid,
+            control_plane_keys: bundle.control_plane_keys,
+        },
+        host: bundle.broker.host,
+        port: bundle.broker.port,
+        tls,
+        provisioned: Some(provisioned),
+    })
 }
 
 impl Config {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Self::check(raw)
+        Self::check(read_raw(path)?)
     }
 
     fn check(raw: RawConfig) -> Result<Self, ConfigError> {
-        let tenant =
-            Ident::new(&raw.device.tenant).map_err(|e| invalid("device.tenant", e.to_string()))?;
-        let device = Ident::new(&raw.device.id).map_err(|e| invalid("device.id", e.to_string()))?;
-        let key = read_key(&raw.device.key_file)?;
-        let kid = KeyId::of_key(&key.verifying_key());
-        if raw.control_plane.keys.is_empty() {
-            return Err(invalid("control_plane.keys", "at least one key is needed"));
-        }
-        let mut control_plane_keys = Vec::new();
-        for k in &raw.control_plane.keys {
-            let public = hex::decode(k.public_key.trim())
-                .ok()
-                .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-                .ok_or_else(|| {
-                    invalid("control_plane.keys.public_key", "not a 32-byte key in hex")
-                })?;
-            let kid = hex::decode(k.kid.trim())
-                .ok()
-                .and_then(|b| KeyId::new(b).ok())
-                .ok_or_else(|| invalid("control_plane.keys.kid", "not a key id in hex"))?;
-            if kid != KeyId::of_key(&public) {
-                return Err(invalid(
-                    "control_plane.keys.kid",
-                    format!("{kid} is not the key id of the public key next to it"),
-                ));
-            }
-            control_plane_keys.push((kid, public));
-        }
-        if raw.broker.host.trim().is_empty() {
-            return Err(invalid("broker.host", "empty"));
-        }
+        let core = match &raw.provisioning {
+            Some(p) => from_bundle(&raw, &p.bundle)?,
+            None => from_fields(&raw)?,
+        };
         if !(1..=3600).contains(&raw.broker.keep_alive_s) {
             return Err(invalid("broker.keep_alive_s", "must be 1 to 3600 seconds"));
         }
@@ -253,20 +390,76 @@ impl Config {
         };
         Ok(Self {
             devices,
-            identity: Identity {
-                tenant,
-                device,
-                key,
-                kid,
-                control_plane_keys,
-            },
-            broker_host: raw.broker.host,
-            broker_port: raw.broker.port,
+            identity: core.identity,
+            broker_host: core.host,
+            broker_port: core.port,
             keep_alive: Duration::from_secs(raw.broker.keep_alive_s),
             store_path: raw.store.path,
             http_listen,
+            tls: core.tls,
+            provisioned: core.provisioned,
         })
     }
+}
+
+fn from_fields(raw: &RawConfig) -> Result<Core, ConfigError> {
+    let missing = |field| invalid(field, "missing (or give [provisioning] bundle)");
+    let raw_device = raw.device.as_ref().ok_or_else(|| missing("device"))?;
+    let raw_cp = raw
+        .control_plane
+        .as_ref()
+        .ok_or_else(|| missing("control_plane"))?;
+    let tenant =
+        Ident::new(&raw_device.tenant).map_err(|e| invalid("device.tenant", e.to_string()))?;
+    let device = Ident::new(&raw_device.id).map_err(|e| invalid("device.id", e.to_string()))?;
+    let key = read_key(&raw_device.key_file)?;
+    let kid = KeyId::of_key(&key.verifying_key());
+    if raw_cp.keys.is_empty() {
+        return Err(invalid("control_plane.keys", "at least one key is needed"));
+    }
+    let mut control_plane_keys = Vec::new();
+    for k in &raw_cp.keys {
+        let public = hex::decode(k.public_key.trim())
+            .ok()
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| invalid("control_plane.keys.public_key", "not a 32-byte key in hex"))?;
+        let kid = hex::decode(k.kid.trim())
+            .ok()
+            .and_then(|b| KeyId::new(b).ok())
+            .ok_or_else(|| invalid("control_plane.keys.kid", "not a key id in hex"))?;
+        if kid != KeyId::of_key(&public) {
+            return Err(invalid(
+                "control_plane.keys.kid",
+                format!("{kid} is not the key id of the public key next to it"),
+            ));
+        }
+        control_plane_keys.push((kid, public));
+    }
+    let host = raw
+        .broker
+        .host
+        .clone()
+        .ok_or_else(|| invalid("broker.host", "missing"))?;
+    if host.trim().is_empty() {
+        return Err(invalid("broker.host", "empty"));
+    }
+    let port = raw
+        .broker
+        .port
+        .ok_or_else(|| invalid("broker.port", "missing"))?;
+    Ok(Core {
+        identity: Identity {
+            tenant,
+            device,
+            key,
+            kid,
+            control_plane_keys,
+        },
+        host,
+        port,
+        tls: None,
+        provisioned: None,
+    })
 }
 
 fn read_key(path: &Path) -> Result<SigningKey, ConfigError> {

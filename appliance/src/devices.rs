@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use kakanai_hw::backoff::Backoff;
 use kakanai_hw::card::{self, CardError, Credential, MyNumberRead, ReadScope, ReaderEvent};
-use kakanai_hw::printer::{IppPrinter, PrintRequest, Printer, SpoolPrinter};
+use kakanai_hw::printer::{IppPrinter, PrintRequest, Printer, PrinterStatus, SpoolPrinter};
 use kakanai_hw::scanner::{Scanner, ScannerConfig, ScannerEvent};
 use kakanai_protocol::catalogue::{
     DeviceClass, DeviceStateReport, DeviceStatus, DocumentSource, PrintJob, PrintState,
@@ -105,8 +105,14 @@ impl Devices {
         };
         let ctx = config.reader.as_ref().and_then(|only| {
             let ctx = card::link::context().ok();
-            if let Some(ctx) = &ctx {
-                spawn_reader_watch(ctx.clone(), only.clone(), events.clone());
+            if ctx.is_some() {
+                // The watch blocks in SCardGetStatusChange, and pcsc-lite serialises
+                // the calls made on one context: on the reads' context every read
+                // would wait for the watch's timeout, call after call (seconds).
+                match card::link::context() {
+                    Ok(watch) => spawn_reader_watch(watch, only.clone(), events.clone()),
+                    Err(e) => tracing::error!(error = %e, "cannot watch the card readers"),
+                }
             } else {
                 tracing::error!("no PC/SC service: card reading is unavailable");
             }
@@ -136,6 +142,39 @@ impl Devices {
         })
         .await
         .unwrap_or(Err(CardError::Reader("the read was interrupted".into())))
+    }
+
+    /// Which card is on `reader`, found without presenting any PIN (blocking work on a
+    /// blocking thread).
+    pub async fn identify_card(&self, reader: String) -> Result<card::CardKind, CardError> {
+        let ctx = self.ctx.clone().ok_or(CardError::NoReader)?;
+        tokio::task::spawn_blocking(move || card::identify(&ctx, &reader))
+            .await
+            .unwrap_or(Err(CardError::Reader("the check was interrupted".into())))
+    }
+
+    /// Tries left on the PIN of the My Number card on `reader`, without spending one.
+    pub async fn pin_tries(&self, reader: String) -> Result<u8, CardError> {
+        let ctx = self.ctx.clone().ok_or(CardError::NoReader)?;
+        // Only which key to ask about matters: nothing of this value is sent.
+        let which = Credential::pin("0000")?;
+        tokio::task::spawn_blocking(move || card::pin_tries(&ctx, &reader, &which))
+            .await
+            .unwrap_or(Err(CardError::Reader("the check was interrupted".into())))
+    }
+
+    /// Whether a printer is configured.
+    pub fn has_printer(&self) -> bool {
+        self.printer.is_some()
+    }
+
+    /// What the printer says now (`None` without a printer); blocking work on a
+    /// blocking thread.
+    pub async fn printer_status(&self) -> Option<PrinterStatus> {
+        let printer = self.printer.clone()?;
+        tokio::task::spawn_blocking(move || printer.status().unwrap_or(PrinterStatus::Unreachable))
+            .await
+            .ok()
     }
 
     /// Takes a print-job command (or one chunk of it); prints when the document is

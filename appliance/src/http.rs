@@ -2,8 +2,8 @@
 //!
 //! Today it serves `GET /health`: whether the link to the control plane is up, how
 //! many messages wait in the outbox, the boot counter and the version — what a
-//! technician at the counter or central IT's monitoring asks first. The staff UI
-//! plugs into this router later.
+//! technician at the counter or central IT's monitoring asks first. The daemon
+//! merges the staff UI's routes (`crate::ui::Ui::router`) into this router.
 
 use std::sync::Arc;
 

@@ -11,7 +11,8 @@
 //! - [`http`] — the local HTTP server (`/health` today; the staff UI later).
 //! - [`link`] — the signed MQTT link: outbox-backed sending, verified commands
 //!   executed once and acknowledged, presence birth/will, RPC with timeouts.
-//! - [`ui`] — the staff UI served to the counter's tablet (in progress).
+//! - [`ui`] — the staff UI served to the counter's tablet: login relayed to the
+//!   control plane, live status over SSE, the card-read screen, the lights.
 //! - [`store`] — durable state in redb: the outbox (written before publishing,
 //!   removed on the control plane's ack), sequence numbers reserved in blocks, the
 //!   boot counter, executed command ids.

@@ -21,6 +21,12 @@
 //!   [`LinkError::Timeout`], so the staff UI can say the control plane is unreachable.
 //! - Reconnection with the jittered exponential [`Backoff`] from `kakanai-hw`; keep-
 //!   alive pings detect a half-open connection.
+//! - **TLS.** [`start_tls`] connects over TLS (OpenSSL through native-tls) trusting
+//!   only the tenant CA of the provisioning bundle and presenting the device's client
+//!   certificate; the broker takes the certificate's CN as the user name and confines
+//!   the device to its own topics. [`LinkHandle::use_tls`] swaps in a renewed
+//!   certificate for the next connection without dropping the current one, and
+//!   [`spawn_renewal`] renews the bundle's certificate at two thirds of its validity.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +44,9 @@ use kakanai_protocol::topic::{filter, Channel, Ident};
 use kakanai_protocol::{
     Envelope, KeyId, Kind, MessageId, ProtocolError, SigningKey, Topic, VerifyingKey,
 };
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::store::{ApplianceStore, OutboxItem, SequenceCounter, StoreError};
@@ -84,6 +92,42 @@ pub struct LinkConfig {
     pub devices: Vec<DeviceInfo>,
 }
 
+/// TLS to the broker: the tenant CA (the only trust anchor) and the device's
+/// client certificate and key, all PEM (from the provisioning bundle).
+#[derive(Clone)]
+pub struct TlsClient {
+    /// The tenant CA certificate.
+    pub ca_pem: String,
+    /// The device's certificate.
+    pub cert_pem: String,
+    /// Its PKCS#8 private key (secret).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient { .. }")
+    }
+}
+
+impl TlsClient {
+    fn connector(&self) -> Result<native_tls::TlsConnector, LinkError> {
+        let tls = |e: native_tls::Error| LinkError::Tls(e.to_string());
+        let ca = native_tls::Certificate::from_pem(self.ca_pem.as_bytes()).map_err(tls)?;
+        let identity =
+            native_tls::Identity::from_pkcs8(self.cert_pem.as_bytes(), self.key_pem.as_bytes())
+                .map_err(tls)?;
+        native_tls::TlsConnector::builder()
+            .add_root_certificate(ca)
+            // Only the tenant CA: a certificate from a public CA is no broker of ours.
+            .disable_built_in_roots(true)
+            .identity(identity)
+            .min_protocol_version(Some(native_tls::Protocol::Tlsv12))
+            .build()
+            .map_err(tls)
+    }
+}
+
 /// What the link tells the rest of the appliance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
@@ -121,6 +165,9 @@ pub enum LinkError {
     /// The link has shut down.
     #[error("the link is shut down")]
     Closed,
+    /// The TLS material cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 struct Sender {
@@ -154,9 +201,18 @@ pub struct LinkHandle {
     sender: Arc<Mutex<Sender>>,
     rpcs: PendingRpcs,
     online: watch::Receiver<bool>,
+    next_tls: Arc<std::sync::Mutex<Option<native_tls::TlsConnector>>>,
 }
 
 impl LinkHandle {
+    /// Uses `tls` (a renewed certificate) from the next connection on; the current
+    /// connection carries on with the old certificate, which stays valid until it
+    /// expires.
+    pub fn use_tls(&self, tls: &TlsClient) -> Result<(), LinkError> {
+        *lock(&self.next_tls) = Some(tls.connector()?);
+        Ok(())
+    }
+
     /// Signs `body`, writes it to the outbox, then publishes it. Returns once it is
     /// durably queued: it will reach the control plane even if the link is down now
     /// or the appliance restarts.
@@ -277,12 +333,32 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Starts the link: counts the boot, prepares birth and will, and spawns the task
-/// that owns the MQTT connection. Events arrive on the returned receiver.
+/// Starts the link over plain TCP: counts the boot, prepares birth and will, and
+/// spawns the task that owns the MQTT connection. Events arrive on the returned
+/// receiver.
 pub async fn start(
     config: LinkConfig,
     store: Arc<ApplianceStore>,
 ) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>, u64), LinkError> {
+    start_with(config, None, store).await
+}
+
+/// Like [`start`], over TLS with the device's client certificate.
+pub async fn start_tls(
+    config: LinkConfig,
+    tls: &TlsClient,
+    store: Arc<ApplianceStore>,
+) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>, u64), LinkError> {
+    start_with(config, Some(tls), store).await
+}
+
+async fn start_with(
+    config: LinkConfig,
+    tls: Option<&TlsClient>,
+    store: Arc<ApplianceStore>,
+) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>, u64), LinkError> {
+    // Bad TLS material is reported before anything is counted or connected.
+    let connector = tls.map(TlsClient::connector).transpose()?;
     let boot = {
         let store = Arc::clone(&store);
         tokio::task::spawn_blocking(move || store.boot())
@@ -330,6 +406,11 @@ pub async fn start(
     // Opener with a logged reason, instead of rumqttc dropping the whole connection;
     // beyond that the broker's `message_size_limit` is the guard.
     options.set_max_packet_size(4 * MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES + 1024);
+    if let Some(connector) = connector {
+        options.set_transport(Transport::tls_with_config(
+            TlsConfiguration::NativeConnector(connector),
+        ));
+    }
     options.set_last_will(LastWill::new(
         presence_topic.to_string(),
         will_bytes,
@@ -350,6 +431,7 @@ pub async fn start(
         sender: Arc::new(Mutex::new(sender)),
         rpcs: Arc::new(std::sync::Mutex::new(HashMap::new())),
         online,
+        next_tls: Arc::new(std::sync::Mutex::new(None)),
     };
     let task = LinkTask {
         handle: handle.clone(),
@@ -387,6 +469,14 @@ impl LinkTask {
         let mut attempt = 0u32;
         self.spawn_stale_resender();
         loop {
+            if let Some(connector) = lock(&self.handle.next_tls).take() {
+                // Takes effect when the event loop next connects.
+                self.eventloop
+                    .mqtt_options
+                    .set_transport(Transport::tls_with_config(
+                        TlsConfiguration::NativeConnector(connector),
+                    ));
+            }
             // `poll` is never raced against anything: dropping it half-way through a
             // connect makes the broker see an unclean disconnect and publish our will.
             let polled = self.eventloop.poll().await;
@@ -632,6 +722,49 @@ fn resend_outbox(store: Arc<ApplianceStore>, client: AsyncClient, min_age_ms: Op
                 {
                     return;
                 }
+            }
+        }
+    });
+}
+
+/// Renews the certificate of the bundle in `bundle` from `renew_at` (Unix seconds)
+/// on, through the enrolment service, and hands the new one to `link` for its next
+/// connection; then waits for the next renewal time. A failed attempt is retried
+/// hourly (the old certificate has a third of its validity left). Ends with the link.
+pub fn spawn_renewal(link: LinkHandle, bundle: std::path::PathBuf, renew_at: i64) {
+    tokio::spawn(async move {
+        let mut due = renew_at;
+        loop {
+            let now = now_ms() / 1000;
+            let wait = u64::try_from(due.saturating_sub(now)).unwrap_or(0);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            if Arc::strong_count(&link.sender) == 1 {
+                return;
+            }
+            let dir = bundle.clone();
+            let renewed =
+                tokio::task::spawn_blocking(move || kakanai_provisioning::enrol::renew(&dir)).await;
+            match renewed {
+                Ok(Ok(new)) => {
+                    let tls = TlsClient {
+                        ca_pem: new.ca_pem.clone(),
+                        cert_pem: new.cert_pem.clone(),
+                        key_pem: new.key_pem.clone(),
+                    };
+                    match link.use_tls(&tls) {
+                        Ok(()) => tracing::info!(
+                            not_after = new.not_after,
+                            "device certificate renewed; used from the next connection"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "renewed certificate unusable"),
+                    }
+                    due = new.renew_at();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "certificate renewal failed; retrying in an hour");
+                    due = now_ms() / 1000 + 3600;
+                }
+                Err(_) => return,
             }
         }
     });

@@ -2,9 +2,11 @@
 //! lookup latency (p50 / p99) by card data and by kana prefix (N9).
 //!
 //! `cargo bench -p kakanai-control-plane --bench residents` — the city has 100,000
-//! residents unless `KAKANAI_BENCH_RESIDENTS` says otherwise. The one-shot figures
-//! (generation, import rows/s, re-import, latency percentiles) are printed first; the
-//! criterion groups that follow track the lookups over time.
+//! residents unless `KAKANAI_BENCH_RESIDENTS` says otherwise, on SQLite unless
+//! `KAKANAI_BENCH_BACKEND=postgres` (a PostgreSQL started by `kakanai-test-peers`).
+//! The one-shot figures (generation, import rows/s, re-import, one day's delta through
+//! the drop directory, latency percentiles) are printed first; the criterion groups
+//! that follow track the lookups over time.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // criterion_group! makes an undocumented fn
 
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use kakanai_control_plane::store::{Store, Tenant};
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    _pg: Option<kakanai_test_peers::Postgres>,
     rt: tokio::runtime::Runtime,
     store: Store,
     tenant: TenantId,
@@ -52,10 +55,18 @@ fn setup() -> Fixture {
         t.elapsed()
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("store.db").display()
-    );
+    let backend = std::env::var("KAKANAI_BENCH_BACKEND").unwrap_or_else(|_| "sqlite".into());
+    let (url, pg) = if backend == "postgres" {
+        let pg = kakanai_test_peers::Postgres::start().unwrap();
+        pg.create_database("bench").unwrap();
+        (pg.url_for("bench"), Some(pg))
+    } else {
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("store.db").display()
+        );
+        (url, None)
+    };
     let store = rt.block_on(Store::open(&url)).unwrap();
     let tenant = TenantId::new("bench-city").unwrap();
     rt.block_on(store.create_tenant(
@@ -79,7 +90,7 @@ fn setup() -> Fixture {
     assert!(report.all_applied(), "{report}");
     let rows = report.rows_applied();
     println!(
-        "import (SQLite, first): {rows} rows in {took:.2?} = {:.0} rows/s",
+        "import ({backend}, first): {rows} rows in {took:.2?} = {:.0} rows/s",
         rows as f64 / took.as_secs_f64()
     );
     let t = Instant::now();
@@ -87,8 +98,24 @@ fn setup() -> Fixture {
         .unwrap();
     let took = t.elapsed();
     println!(
-        "import (SQLite, unchanged re-import): {rows} rows in {took:.2?} = {:.0} rows/s",
+        "import ({backend}, unchanged re-import): {rows} rows in {took:.2?} = {:.0} rows/s",
         rows as f64 / took.as_secs_f64()
+    );
+    // One day's delta (異動分) of every kind, through the drop directory.
+    let drop = dir.path().join("drop");
+    let day = kakanai_control_plane::residents::gen::gen_delta(&drop, 1, residents).unwrap();
+    let t = Instant::now();
+    let run = rt
+        .block_on(kakanai_control_plane::residents::drop::import_drop_dir(
+            &store, &tenant, &drop, &mapping, &options,
+        ))
+        .unwrap();
+    let took = t.elapsed();
+    assert!(run.all_applied(), "{run}");
+    let delta_rows: usize = run.files.iter().map(|f| f.rows).sum();
+    println!(
+        "delta ({backend}, one day: {} births, {} deaths, {} in, {} out, {} marriages): {delta_rows} rows in {} files in {took:.2?}",
+        day.births, day.deaths, day.moves_in, day.moves_out, day.marriages, run.files.len()
     );
 
     let bytes = std::fs::read(city.join("jumin.csv")).unwrap();
@@ -118,6 +145,7 @@ fn setup() -> Fixture {
         .collect();
     Fixture {
         _dir: dir,
+        _pg: pg,
         rt,
         store,
         tenant,

@@ -11,12 +11,16 @@
 //!   backends, versioned migrations, one conformance suite for both.
 //! - [`rpc`] — RPC dispatch: handlers by method name, the caller's context and
 //!   staff session, permission checks.
-//! - [`service`] — the running service (in progress).
-//! - [`staff`] — staff accounts, passwords, lockout, sessions (in progress).
-//! - [`residents`] — residents and core-system linkage (in progress).
+//! - [`service`] — the running service: MQTT ingest, RPC, presence, commands,
+//!   `/health`, `/metrics`, the schedules.
+//! - [`staff`] — staff accounts, passwords, lockout, sessions, groups, import.
+//! - [`residents`] — residents and core-system linkage: import (full and delta),
+//!   drop directory, lookup, the resident RPCs.
 //! - [`applications`] — application records (draft → printed → accepted → exported
-//!   → completed, or cancelled) and the RPA/data export (in progress).
-//! - [`admin`] — the administrators' web UI (in progress).
+//!   → completed, or cancelled), printing at the counter, the RPA/data export.
+//! - [`admin`] — the administrators' web UI (fleet, staff and groups, audit search).
+//! - [`backup`] — encrypted online backups verified by restoring them into a scratch
+//!   store, retention by business days, restore to a point (issue 11).
 //! - [`rules`] — the procedure catalogue and the determination of every procedure a
 //!   life event brings, with reasons and deadlines.
 #![forbid(unsafe_code)]
@@ -24,6 +28,7 @@
 pub mod admin;
 pub mod applications;
 pub mod audit;
+pub mod backup;
 pub mod model;
 pub mod residents;
 pub mod rpc;

@@ -129,6 +129,7 @@ async fn fixture() -> Fixture {
         kid: kid(&key(CP_SEED)),
         tenants: vec![tenant()],
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        backup: None,
     };
     let running = service::start(config, service::ServiceOptions::default())
         .await

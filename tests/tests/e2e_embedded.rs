@@ -43,6 +43,7 @@ async fn command_and_will_through_the_embedded_broker() {
         key: cp,
         tenants: vec![tenant()],
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        backup: None,
     };
     let running = service::start(config, service::ServiceOptions::default())
         .await

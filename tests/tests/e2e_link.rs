@@ -61,6 +61,7 @@ async fn world_with(broker_extra: &str) -> World {
         key: cp,
         tenants: vec![tenant()],
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        backup: None,
     };
     let running = service::start(config, service::ServiceOptions::default())
         .await

@@ -17,6 +17,7 @@ use kakanai_appliance::devices::{DeviceEvent, Devices};
 use kakanai_appliance::http::{router, AppState};
 use kakanai_appliance::link::{self, LinkConfig};
 use kakanai_appliance::store::ApplianceStore;
+use kakanai_appliance::ui::{Ui, UiConfig};
 use kakanai_hw::backoff::Backoff;
 use kakanai_protocol::catalogue::Body;
 
@@ -49,6 +50,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    // Plug-and-play: a claim and no bundle yet means enrol first.
+    let path = cli.config.clone();
+    tokio::task::spawn_blocking(move || kakanai_appliance::config::enrol_if_needed(&path))
+        .await??;
     let config = Config::load(&cli.config)?;
     let store = Arc::new(
         ApplianceStore::open(&config.store_path)
@@ -70,18 +75,41 @@ async fn main() -> anyhow::Result<()> {
         software_version: env!("CARGO_PKG_VERSION").into(),
         devices: Vec::new(),
     };
-    let (link, mut events, boot_counter) = link::start(link_config, Arc::clone(&store)).await?;
+    let (link, mut events, boot_counter) = match &config.tls {
+        Some(tls) => link::start_tls(link_config, tls, Arc::clone(&store)).await?,
+        None => link::start(link_config, Arc::clone(&store)).await?,
+    };
+    if let (Some(p), Some(_)) = (&config.provisioned, &config.tls) {
+        link::spawn_renewal(link.clone(), p.bundle.clone(), p.renew_at);
+    }
     tracing::info!(boot_counter, http = %http_addr, "appliance started");
     let (device_tx, mut device_events) = tokio::sync::mpsc::channel(256);
+    let ui_config = UiConfig {
+        reader: config.devices.reader.is_some(),
+        scanner: config.devices.scanner.is_some(),
+        ..UiConfig::default()
+    };
     let devices = Arc::new(Devices::start(config.devices, device_tx));
+    // The staff UI; the counter lights follow the state it tracks.
+    let ui = Ui::start(
+        link.clone(),
+        Arc::clone(&devices),
+        counter_lights(),
+        ui_config,
+    );
+    let ui_for_link = ui.clone();
     // Commands from the control plane go to the devices.
     let for_commands = Arc::clone(&devices);
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             tracing::info!(event = event_name(&event), "link event");
+            ui_for_link.on_link_event(&event);
             if let link::LinkEvent::Command(envelope) = event {
                 match envelope.body {
-                    Body::PrintJob(job) => for_commands.print(job),
+                    Body::PrintJob(job) => {
+                        ui_for_link.on_print_started(&job.job_id);
+                        for_commands.print(job);
+                    }
                     other => tracing::warn!(kind = other.kind().name(), "command not handled yet"),
                 }
             }
@@ -90,8 +118,10 @@ async fn main() -> anyhow::Result<()> {
     // What the devices report goes to the control plane (card events stay local:
     // they are for the staff UI).
     let reporter = link.clone();
+    let ui_for_devices = ui.clone();
     tokio::spawn(async move {
         while let Some(event) = device_events.recv().await {
+            ui_for_devices.on_device_event(&event);
             let body = match event {
                 DeviceEvent::State(s) => Body::DeviceState(s),
                 DeviceEvent::Print(p) => Body::PrintStatus(p),
@@ -107,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
         link: link.clone(),
         store,
         boot_counter,
-    });
+    })
+    .merge(ui.router());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -133,7 +164,10 @@ async fn send_test_messages(
         software_version: env!("CARGO_PKG_VERSION").into(),
         devices: Vec::new(),
     };
-    let (link, _events, _) = link::start(link_config, Arc::clone(&store)).await?;
+    let (link, _events, _) = match &config.tls {
+        Some(tls) => link::start_tls(link_config, tls, Arc::clone(&store)).await?,
+        None => link::start(link_config, Arc::clone(&store)).await?,
+    };
     for _ in 0..count {
         let id = link
             .send(Body::DeviceState(DeviceStateReport {
@@ -149,6 +183,20 @@ async fn send_test_messages(
     }
     println!("{{\"acknowledged\":{count}}}");
     Ok(())
+}
+
+/// The counter lights: GPIO pins on a Raspberry Pi build (feature `rpi`), else
+/// simulated (the pattern shows in the staff UI's status and the logs).
+fn counter_lights() -> Box<dyn kakanai_hw::lights::Lights + Send> {
+    #[cfg(feature = "rpi")]
+    {
+        use kakanai_hw::lights::{DriverTiming, GpioLights, GpioPins};
+        match GpioLights::open(GpioPins::default(), DriverTiming::default()) {
+            Ok(lights) => return Box::new(lights),
+            Err(e) => tracing::error!(error = %e, "GPIO lights unavailable; simulating them"),
+        }
+    }
+    Box::new(kakanai_hw::lights::SimulatedLights::new())
 }
 
 fn event_name(e: &link::LinkEvent) -> &'static str {

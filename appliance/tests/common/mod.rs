@@ -1,6 +1,8 @@
 //! A stand-in control plane for the appliance's tests: an MQTT client holding the
 //! control plane's key, verifying what the appliance sends, acking it, answering
-//! Ping RPCs and sending commands, all through `kakanai-protocol`.
+//! Ping RPCs and the staff UI's RPCs (`staff.login`, `staff.whoami`, `staff.logout`;
+//! other methods are `unknown-method`, as on the real control plane), and sending
+//! commands, all through `kakanai-protocol`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
@@ -39,6 +41,7 @@ pub struct ControlPlane {
     pub received: Mutex<mpsc::Receiver<(Topic, Envelope)>>,
     pub auto_ack: Arc<AtomicBool>,
     pub seq: std::sync::atomic::AtomicU64,
+    pub staff: Arc<StaffDesk>,
 }
 
 impl ControlPlane {
@@ -62,6 +65,7 @@ impl ControlPlane {
             received: Mutex::new(rx),
             auto_ack: Arc::clone(&auto),
             seq: std::sync::atomic::AtomicU64::new(1),
+            staff: Arc::new(StaffDesk::default()),
         });
         let me = Arc::clone(&cp);
         tokio::spawn(async move {
@@ -93,9 +97,13 @@ impl ControlPlane {
                 };
                 if answer_rpc {
                     if let Body::RpcRequest(req) = &envelope.body {
-                        let text: String = req.params::<Ping>().unwrap();
-                        let resp = Body::RpcResponse(RpcResponse::ok::<Ping>(&text).unwrap());
-                        me.reply(resp, envelope.id);
+                        let resp = if req.method == "ping" {
+                            let text: String = req.params::<Ping>().unwrap();
+                            RpcResponse::ok::<Ping>(&text).unwrap()
+                        } else {
+                            me.staff.answer(req)
+                        };
+                        me.reply(Body::RpcResponse(resp), envelope.id);
                     }
                 }
                 if me.auto_ack.load(Ordering::SeqCst)
@@ -181,4 +189,197 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The stand-in's staff accounts and sessions. Requests and answers are built from
+/// raw CBOR maps with the control plane's field names (`control-plane/src/staff/
+/// rpc.rs`), so the appliance's own types are checked against that shape.
+pub struct StaffDesk {
+    /// Login id → (password, display name).
+    pub accounts: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    /// Live tokens → login id.
+    pub sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Every method called, in order (no parameters).
+    pub calls: std::sync::Mutex<Vec<String>>,
+    /// The answer to `residents.lookup-card` (`None`: the method is unknown, as on a
+    /// control plane without the residents service).
+    pub lookup_answer: std::sync::Mutex<Option<ciborium::Value>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// The account the UI tests log in with. Its display name carries markup, which
+/// the UI must show as text.
+pub const STAFF_ID: &str = "tanaka";
+pub const STAFF_PASSWORD: &str = "counter-pass-1";
+pub const STAFF_NAME: &str = "田中 <b>太郎</b>";
+
+impl Default for StaffDesk {
+    fn default() -> Self {
+        let mut accounts = std::collections::HashMap::new();
+        accounts.insert(
+            STAFF_ID.to_owned(),
+            (STAFF_PASSWORD.to_owned(), STAFF_NAME.to_owned()),
+        );
+        Self {
+            accounts: std::sync::Mutex::new(accounts),
+            sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
+            calls: std::sync::Mutex::new(Vec::new()),
+            lookup_answer: std::sync::Mutex::new(None),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+fn text(s: &str) -> ciborium::Value {
+    ciborium::Value::Text(s.to_owned())
+}
+
+fn field<'a>(map: &'a ciborium::Value, name: &str) -> Option<&'a ciborium::Value> {
+    map.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .map(|(_, v)| v)
+}
+
+fn ok(method: &str, value: ciborium::Value) -> RpcResponse {
+    RpcResponse {
+        method: method.to_owned(),
+        outcome: kakanai_protocol::catalogue::RpcOutcome::Ok(value),
+    }
+}
+
+impl StaffDesk {
+    /// Answers `residents.lookup-card` from now on with one candidate, in the control
+    /// plane's shape (`residents::rpc::LookupCardResponse`).
+    pub fn answer_lookup_with(&self, name: &str, birth_date: &str, address: &str) {
+        let resident = ciborium::Value::Map(vec![
+            (text("atena"), text("000000123")),
+            (text("household"), text("000000045")),
+            (text("name"), text(name)),
+            (text("kana"), text("ミホン　ハナコ")),
+            (text("birth_date"), text(birth_date)),
+            (text("sex"), text("2")),
+            (text("relation"), text("世帯主")),
+            (text("machiaza"), text("001")),
+            (text("address"), text(address)),
+            (text("status"), text("在住")),
+        ]);
+        let answer = ciborium::Value::Map(vec![
+            (text("exact"), ciborium::Value::Bool(true)),
+            (
+                text("candidates"),
+                ciborium::Value::Array(vec![ciborium::Value::Map(vec![
+                    (text("resident"), resident),
+                    (text("reason"), text("氏名・生年月日・住所が一致")),
+                    (text("matched"), ciborium::Value::Array(vec![text("name")])),
+                ])]),
+            ),
+        ]);
+        *self.lookup_answer.lock().unwrap() = Some(answer);
+    }
+
+    /// Ends every session (as the control plane does at expiry).
+    pub fn expire_all(&self) {
+        self.sessions.lock().unwrap().clear();
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn answer(&self, req: &kakanai_protocol::catalogue::RpcRequest) -> RpcResponse {
+        let method = req.method.as_str();
+        self.calls.lock().unwrap().push(method.to_owned());
+        let staff = req
+            .session
+            .as_ref()
+            .and_then(|t| self.sessions.lock().unwrap().get(t).cloned());
+        match method {
+            "staff.login" => {
+                let id = field(&req.params, "login_id").and_then(|v| v.as_text());
+                let password = field(&req.params, "password").and_then(|v| v.as_text());
+                let accounts = self.accounts.lock().unwrap();
+                let found = id.and_then(|id| accounts.get(id).map(|a| (id, a)));
+                match found {
+                    Some((id, (pw, name))) if Some(pw.as_str()) == password => {
+                        let n = self.next.fetch_add(1, Ordering::SeqCst);
+                        let token = format!("token-{n}-{}", hex::encode([n as u8; 16]));
+                        self.sessions
+                            .lock()
+                            .unwrap()
+                            .insert(token.clone(), id.to_owned());
+                        ok(
+                            method,
+                            ciborium::Value::Map(vec![
+                                (text("token"), text(&token)),
+                                (text("session_id"), text(&format!("s-{n}"))),
+                                (text("display_name"), text(name)),
+                                (
+                                    text("permissions"),
+                                    ciborium::Value::Array(vec![text("residents.read")]),
+                                ),
+                                (text("must_change_password"), ciborium::Value::Bool(false)),
+                                (
+                                    text("expires_at_ms"),
+                                    ciborium::Value::Integer((now_ms() + 8 * 3_600_000).into()),
+                                ),
+                            ]),
+                        )
+                    }
+                    _ => RpcResponse::err(
+                        method,
+                        "invalid-credentials",
+                        "ログインIDまたはパスワードが正しくありません",
+                    ),
+                }
+            }
+            "staff.whoami" | "staff.logout" => {
+                let Some(id) = staff else {
+                    return RpcResponse::err(method, "unauthenticated", "ログインしてください");
+                };
+                if method == "staff.logout" {
+                    self.sessions
+                        .lock()
+                        .unwrap()
+                        .remove(req.session.as_deref().unwrap_or_default());
+                    return ok(
+                        method,
+                        ciborium::Value::Map(vec![(
+                            text("ended"),
+                            ciborium::Value::Integer(1.into()),
+                        )]),
+                    );
+                }
+                let name = self.accounts.lock().unwrap()[&id].1.clone();
+                ok(
+                    method,
+                    ciborium::Value::Map(vec![
+                        (text("staff_id"), text(&id)),
+                        (text("display_name"), text(&name)),
+                        (text("session_id"), text("s")),
+                        (text("permissions"), ciborium::Value::Array(vec![])),
+                        (text("must_change_password"), ciborium::Value::Bool(false)),
+                    ]),
+                )
+            }
+            "residents.lookup-card" if self.lookup_answer.lock().unwrap().is_some() => {
+                if staff.is_none() {
+                    return RpcResponse::err(method, "unauthenticated", "ログインしてください");
+                }
+                // The control plane's shape: `{ card: CardFace }`.
+                let face_name = field(&req.params, "card")
+                    .and_then(|card| field(card, "name"))
+                    .and_then(|v| v.as_text());
+                if face_name.is_none() {
+                    return RpcResponse::err(
+                        method,
+                        "invalid-params",
+                        "パラメータが正しくありません",
+                    );
+                }
+                ok(method, self.lookup_answer.lock().unwrap().clone().unwrap())
+            }
+            other => RpcResponse::err(other, "unknown-method", "unknown method"),
+        }
+    }
 }

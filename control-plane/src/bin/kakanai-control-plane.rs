@@ -19,6 +19,11 @@
 //!   database (chain and signed checkpoints); exit 0 intact, 1 problems found.
 //! - `audit verify-archive FILE --key HEX…`: checks a fiscal-year audit archive on its
 //!   own (exit 0 intact, 1 problems found).
+//! - `export --database URL --tenant T --out DIR [--form F] [--again BATCH]
+//!   [--mapping FILE]`: accepted applications as CSV/JSON per form with a manifest, in
+//!   a new batch directory (written atomically), each application once; `--again`
+//!   rewrites an earlier batch. Prints the batch; exit 1 when applications were held
+//!   back (named with the column and reason), 2 on error.
 //! - `serve --config FILE`: runs the service (MQTT ingest and RPC, commands,
 //!   `/health`, `/metrics`; see `kakanai_control_plane::service::config` for the
 //!   file) until SIGTERM or Ctrl-C. JSON logs on stderr (`RUST_LOG` filters).
@@ -69,6 +74,10 @@ enum Command {
         /// Living residents (the reference city has 157,508).
         #[arg(long, default_value_t = 157_508)]
         residents: usize,
+        /// Write instead one day's delta files (異動分: births, deaths, moves in and
+        /// out, marriages) for the city of the same seed and size.
+        #[arg(long)]
+        delta: bool,
     },
     /// Import core-system files from a directory (each file all or nothing).
     Import {
@@ -79,9 +88,17 @@ enum Command {
         /// The tenant (city) the files belong to.
         #[arg(long)]
         tenant: String,
-        /// The directory holding the files.
+        /// The directory holding the files (named as in the mapping, full files).
+        #[arg(
+            long,
+            required_unless_present = "drop_dir",
+            conflicts_with = "drop_dir"
+        )]
+        dir: Option<PathBuf>,
+        /// A drop directory: complete files (with their `.ok` marker), full and delta,
+        /// applied in order and moved to done/ or rejected/.
         #[arg(long)]
-        dir: PathBuf,
+        drop_dir: Option<PathBuf>,
         /// A file holding the 32-byte key (hex, mode 600) that seals 個人番号 values;
         /// without it, 個人番号 columns are checked and dropped.
         #[arg(long)]
@@ -97,6 +114,36 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Export accepted applications for the core systems (RPA / data linkage): per
+    /// form CSV and JSON with a manifest, in a new batch directory under --out.
+    Export {
+        /// The database (sqlite://PATH?mode=rwc or postgres://…); default: the
+        /// KAKANAI_DATABASE_URL environment variable.
+        #[arg(long)]
+        database: Option<String>,
+        /// The tenant (city).
+        #[arg(long)]
+        tenant: String,
+        /// The export directory (each batch is a directory inside it).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this form (e.g. JUKI-IDO).
+        #[arg(long)]
+        form: Option<String>,
+        /// Write this earlier batch again (same id and applications; no state change).
+        #[arg(long)]
+        again: Option<String>,
+        /// The column mapping (TOML); default: the reference mapping shipped.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+    },
+    /// Backups: make a key, take a verified backup now, list, verify.
+    Backup {
+        #[command(subcommand)]
+        command: kakanai_control_plane::backup::cli::BackupCommand,
+    },
+    /// Restore the store from a verified backup (stop the service first).
+    Restore(kakanai_control_plane::backup::cli::RestoreArgs),
     /// Run the control plane service until SIGTERM or Ctrl-C.
     Serve {
         /// The service configuration (TOML).
@@ -185,6 +232,19 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config),
+        Command::Backup { command } => kakanai_control_plane::backup::cli::run(command),
+        Command::Restore(args) => kakanai_control_plane::backup::cli::restore(args),
+        Command::Export {
+            database,
+            tenant,
+            out,
+            form,
+            again,
+            mapping,
+        } => {
+            let database = database_url(database)?;
+            export_applications(&database, &tenant, &out, form, again, mapping)
+        }
         Command::Determine {
             catalog,
             input,
@@ -237,6 +297,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             out,
             seed,
             residents,
+            delta: true,
+        } => {
+            let summary = kakanai_control_plane::residents::gen::gen_delta(&out, seed, residents)?;
+            print!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenCity {
+            out,
+            seed,
+            residents,
+            delta: false,
         } => {
             let summary = kakanai_control_plane::residents::gen_city(&out, seed, residents)?;
             println!(
@@ -254,10 +325,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             database,
             tenant,
             dir,
+            drop_dir,
             my_number_key_file,
         } => {
             let database = database_url(database)?;
-            import(&database, &tenant, &dir, my_number_key_file.as_deref())
+            let source = match (dir, drop_dir) {
+                (_, Some(d)) => ImportSource::DropDir(d),
+                (Some(d), None) => ImportSource::Dir(d),
+                (None, None) => anyhow::bail!("--dir or --drop-dir is needed"),
+            };
+            import(&database, &tenant, &source, my_number_key_file.as_deref())
         }
         Command::Catalog {
             command: CatalogCommand::Diff { old, new },
@@ -530,10 +607,18 @@ fn public_keys(keys: &[String]) -> anyhow::Result<std::collections::HashMap<KeyI
     Ok(known)
 }
 
+/// Where `import` reads files.
+enum ImportSource {
+    /// Full files named as in the mapping.
+    Dir(PathBuf),
+    /// A drop directory (markers, full and delta, done/ and rejected/).
+    DropDir(PathBuf),
+}
+
 fn import(
     database: &str,
     tenant: &str,
-    dir: &Path,
+    source: &ImportSource,
     key_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     use kakanai_control_plane::residents::{import_dir, ImportOptions, Mapping, MyNumberKey};
@@ -570,9 +655,27 @@ fn import(
             my_number_key,
             now_ms,
         };
-        let report = import_dir(&store, &tenant, dir, &Mapping::reference(), &options).await?;
-        print!("{report}");
-        Ok(if report.all_applied() {
+        let all_applied = match source {
+            ImportSource::Dir(dir) => {
+                let report =
+                    import_dir(&store, &tenant, dir, &Mapping::reference(), &options).await?;
+                print!("{report}");
+                report.all_applied()
+            }
+            ImportSource::DropDir(dir) => {
+                let run = kakanai_control_plane::residents::drop::import_drop_dir(
+                    &store,
+                    &tenant,
+                    dir,
+                    &Mapping::reference(),
+                    &options,
+                )
+                .await?;
+                print!("{run}");
+                run.all_applied()
+            }
+        };
+        Ok(if all_applied {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -616,11 +719,49 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 store.clone(),
             )));
         options.sessions = staff;
+        // applications.create-certificate-request, .accept, .cancel, .list.
+        kakanai_control_plane::applications::rpc::register(&mut options.dispatcher, store.clone());
+        // residents.lookup-card, residents.search, residents.get, residents.household.
+        let drop_config = kakanai_control_plane::residents::drop::DropConfig::load(path)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let mapping = drop_config.as_ref().map_or_else(
+            || std::sync::Arc::new(kakanai_control_plane::residents::Mapping::reference()),
+            |c| std::sync::Arc::clone(&c.mapping),
+        );
+        kakanai_control_plane::residents::rpc::ResidentsRpc::new(store.clone(), mapping)
+            .register(&mut options.dispatcher);
+        let tenants = config.tenants.clone();
+        let export_schedule = kakanai_control_plane::applications::schedule::load(path)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let running = service::start(config, options)
             .await
             .context("starting the service")?;
+        // The RPA/data export, on its schedule.
+        let exporter = export_schedule.map(|s| {
+            kakanai_control_plane::applications::schedule::spawn(store.clone(), tenants.clone(), s)
+        });
+        // The drop directory of core-system files, on its schedule.
+        let scheduler = drop_config.map(|c| {
+            let svc = running.service().clone();
+            kakanai_control_plane::residents::drop::spawn_scheduler(
+                store.clone(),
+                tenants,
+                c,
+                std::sync::Arc::new(move |kind, outcome| {
+                    if outcome == kakanai_control_plane::residents::Outcome::Rejected {
+                        svc.metrics().resident_import_failed(kind);
+                    }
+                }),
+            )
+        });
         shutdown_signal().await;
         tracing::info!("stopping");
+        if let Some(s) = scheduler {
+            s.stop().await;
+        }
+        if let Some(e) = exporter {
+            e.stop().await;
+        }
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -644,4 +785,45 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
+}
+
+/// `export`: one batch of accepted applications, or `--again` an earlier one.
+fn export_applications(
+    database: &str,
+    tenant: &str,
+    out: &Path,
+    form: Option<String>,
+    again: Option<String>,
+    mapping: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use kakanai_control_plane::applications::export::{export, export_again, ExportMapping};
+    let tenant = kakanai_protocol::topic::Ident::new(tenant).context("--tenant")?;
+    let mapping = match mapping {
+        Some(path) => ExportMapping::load(&path)?,
+        None => ExportMapping::reference(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = kakanai_control_plane::store::Store::open(database)
+            .await
+            .context("opening the store")?;
+        if store.get_tenant(&tenant).await?.is_none() {
+            anyhow::bail!("no tenant {tenant}");
+        }
+        let report = match again {
+            Some(batch) => {
+                let by = kakanai_control_plane::model::Actor::Admin("cli".into());
+                export_again(&store, &tenant, &mapping, out, &batch, &by, now_ms()).await?
+            }
+            None => export(&store, &tenant, &mapping, out, form.as_deref(), now_ms()).await?,
+        };
+        print!("{report}");
+        Ok(if report.held_back.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
 }

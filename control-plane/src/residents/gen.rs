@@ -848,16 +848,16 @@ enum Enc {
 }
 
 struct CsvOut {
-    name: &'static str,
+    name: String,
     enc: Enc,
     text: String,
     rows: usize,
 }
 
 impl CsvOut {
-    fn new(name: &'static str, enc: Enc, header: &[&str]) -> Self {
+    fn new(name: impl Into<String>, enc: Enc, header: &[&str]) -> Self {
         let mut out = Self {
-            name,
+            name: name.into(),
             enc,
             text: String::with_capacity(1 << 16),
             rows: 0,
@@ -903,16 +903,16 @@ impl CsvOut {
                         .position(|l| encoding_rs::SHIFT_JIS.encode(l).2)
                         .map_or(0, |i| i + 1);
                     return Err(GenError::Unencodable {
-                        file: self.name.to_owned(),
+                        file: self.name.clone(),
                         line,
                     });
                 }
                 bytes.into_owned()
             }
         };
-        let path = dir.join(self.name);
+        let path = dir.join(&self.name);
         std::fs::write(&path, bytes).map_err(|source| GenError::Io { file: path, source })?;
-        summary.push((self.name.to_owned(), self.rows));
+        summary.push((self.name, self.rows));
         Ok(())
     }
 }
@@ -1009,6 +1009,11 @@ fn write_address_master(
 }
 
 fn write_jumin(city: &City, out: &Path, files: &mut Vec<(String, usize)>) -> Result<(), GenError> {
+    jumin_csv(city).write(out, files)
+}
+
+/// The 住民記録 file, one row per person in `city.people` order.
+fn jumin_csv(city: &City) -> CsvOut {
     let mut f = CsvOut::new(
         "jumin.csv",
         Enc::Utf8Bom,
@@ -1110,7 +1115,7 @@ fn write_jumin(city: &City, out: &Path, files: &mut Vec<(String, usize)>) -> Res
             p.my_number.clone(),
         ]);
     }
-    f.write(out, files)
+    f
 }
 
 /// Everything but 住民記録 and the address master.
@@ -1589,6 +1594,381 @@ fn write_records(
     }
     f.write(out, files)?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// One day's delta (異動分)
+
+/// What [`gen_delta`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaSummary {
+    /// The day the changes happened.
+    pub day: Date,
+    /// Each file written and its data rows.
+    pub files: Vec<(String, usize)>,
+    /// 出生: children added to their parents' household.
+    pub births: usize,
+    /// 死亡: residents whose 状態 became 死亡.
+    pub deaths: usize,
+    /// 転入: people added in new households.
+    pub moves_in: usize,
+    /// 転出: residents whose 状態 became 転出.
+    pub moves_out: usize,
+    /// 婚姻: a resident living alone joining a spouse's household under a new name.
+    pub marriages: usize,
+    /// 消除: former residents removed from the register.
+    pub removals: usize,
+}
+
+impl std::fmt::Display for DeltaSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "delta for {}: {} births, {} deaths, {} moved in, {} moved out, {} marriages, {} removed",
+            self.day,
+            self.births,
+            self.deaths,
+            self.moves_in,
+            self.moves_out,
+            self.marriages,
+            self.removals
+        )?;
+        for (file, rows) in &self.files {
+            writeln!(f, "  {file}: {rows} rows")?;
+        }
+        Ok(())
+    }
+}
+
+/// The delta file's action codes (reference mapping, `[delta]`).
+const ADD: &str = "1";
+const CHANGE: &str = "2";
+const REMOVE: &str = "3";
+
+/// Writes one day's delta files (異動分) for the city [`gen_city`] writes with the
+/// same seed and size: the day after [`reference_date`], about what a city of that
+/// size sees in a day (at the reference size: 3 births, 5 deaths, 10 households
+/// moving in, 17 residents moving out, 2 marriages, 1 former resident removed), as
+/// `jumin_delta_<day>T230000.csv` plus, for every other kind, the removal of the
+/// records of those who died or moved out. Each file gets its `.ok` marker, so `out`
+/// can serve as a drop directory. Deterministic for a seed.
+pub fn gen_delta(out: &Path, seed: u64, residents: usize) -> Result<DeltaSummary, GenError> {
+    use super::csvfile;
+    use super::mapping::{Encoding, Mapping};
+
+    std::fs::create_dir_all(out).map_err(|source| GenError::Io {
+        file: out.to_owned(),
+        source,
+    })?;
+    let city = City::build(seed, residents)?;
+    let day = reference_date().add_days(1);
+    let stamp = format!("{}T230000", yyyymmdd(day));
+    let base = jumin_csv(&city);
+    let table =
+        csvfile::parse(&base.text).map_err(|_| GenError::Size("generated file unreadable"))?;
+    let header: Vec<&str> = table.header.iter().map(String::as_str).collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or(0);
+    let row_of = |i: usize| table.records[i].fields.clone();
+
+    let mut rng = Rng::new(seed ^ 0x0064_656C_7461);
+    let scale = residents as f64 / REFERENCE_RESIDENTS as f64;
+    let count = |per_day: f64| ((per_day * scale).round() as usize).max(1);
+    let mut used = std::collections::HashSet::new();
+    let pick = |rng: &mut Rng,
+                used: &mut std::collections::HashSet<usize>,
+                pred: &dyn Fn(&Person) -> bool|
+     -> Option<usize> {
+        for _ in 0..200_000 {
+            let i = rng.below(city.people.len());
+            if !used.contains(&i) && pred(&city.people[i]) {
+                used.insert(i);
+                return Some(i);
+            }
+        }
+        None
+    };
+    let mut delta = CsvOut::new(format!("jumin_delta_{stamp}.csv"), Enc::Utf8Bom, &{
+        let mut h = vec!["異動区分"];
+        h.extend(header.iter().copied());
+        h
+    });
+    let emit = |delta: &mut CsvOut, code: &str, fields: Vec<String>| {
+        let mut line = vec![code.to_owned()];
+        line.extend(fields);
+        delta.line(&line);
+    };
+    let day_text = day.to_string();
+    let mut summary = DeltaSummary {
+        day,
+        files: Vec::new(),
+        births: 0,
+        deaths: 0,
+        moves_in: 0,
+        moves_out: 0,
+        marriages: 0,
+        removals: 0,
+    };
+    let mut gone: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+
+    // 死亡 and 転出: the 状態 and 異動日 change.
+    for (n, status, old) in [(count(5.0), "死亡", true), (count(17.0), "転出", false)] {
+        for _ in 0..n {
+            let pred = |p: &Person| {
+                p.living()
+                    && if old {
+                        p.age() >= 75
+                    } else {
+                        (18..=60).contains(&p.age())
+                    }
+            };
+            let Some(i) = pick(&mut rng, &mut used, &pred) else {
+                continue;
+            };
+            let mut row = row_of(i);
+            row[col("状態")] = status.to_owned();
+            row[col("異動日")] = day_text.clone();
+            gone.insert(row[col("宛名番号")].clone());
+            emit(&mut delta, CHANGE, row);
+            if old {
+                summary.deaths += 1;
+            } else {
+                summary.moves_out += 1;
+            }
+        }
+    }
+
+    // 婚姻: a woman living alone joins a man living alone, taking his family name.
+    for _ in 0..count(2.0) {
+        let alone = |p: &Person, male: bool, ages: std::ops::RangeInclusive<i64>| {
+            p.living()
+                && p.male == male
+                && p.foreign.is_none()
+                && p.role == Role::Head
+                && city.households[p.household].members.len() == 1
+                && ages.contains(&p.age())
+        };
+        let Some(she) = pick(&mut rng, &mut used, &|p| alone(p, false, 25..=40)) else {
+            continue;
+        };
+        let Some(he) = pick(&mut rng, &mut used, &|p| alone(p, true, 25..=45)) else {
+            continue;
+        };
+        let (wife, husband) = (&city.people[she], &city.people[he]);
+        let mut row = row_of(she);
+        let his = row_of(he);
+        for c in [
+            "世帯番号",
+            "世帯主",
+            "町字コード",
+            "住所",
+            "番地",
+            "方書",
+            "郵便番号",
+            "本籍",
+            "筆頭者",
+        ] {
+            row[col(c)] = his[col(c)].clone();
+        }
+        row[col("氏名")] = format!("{}\u{3000}{}", husband.family.0, wife.given.0);
+        row[col("氏名フリガナ")] = format!("{}\u{3000}{}", husband.family.1, wife.given.1);
+        row[col("旧氏")] = wife.family.0.clone();
+        row[col("続柄")] = "妻".into();
+        row[col("異動日")] = day_text.clone();
+        emit(&mut delta, CHANGE, row);
+        summary.marriages += 1;
+    }
+
+    // New 宛名番号 and 世帯番号 above every existing one.
+    let mut next_atena = city
+        .people
+        .iter()
+        .map(|p| p.atena)
+        .max()
+        .unwrap_or(100_000_000)
+        + 10;
+    let mut next_household = 700_000_000u64;
+
+    // 出生: a child in the household of a mother who is the head's spouse.
+    for _ in 0..count(3.0) {
+        let mother = |p: &Person| {
+            p.living()
+                && !p.male
+                && p.role == Role::Spouse
+                && p.foreign.is_none()
+                && (22..=42).contains(&p.age())
+        };
+        let Some(m) = pick(&mut rng, &mut used, &mother) else {
+            continue;
+        };
+        let head_index = city.households[city.people[m].household].members[0];
+        let head = &city.people[head_index];
+        let mut row = row_of(head_index);
+        let male = rng.chance(0.51);
+        let given = city.given(&mut rng, male);
+        next_atena += 1 + rng.below(4) as u64;
+        row[col("宛名番号")] = format!("{next_atena:010}");
+        row[col("氏名")] = format!("{}\u{3000}{}", head.family.0, given.0);
+        row[col("氏名フリガナ")] = format!("{}\u{3000}{}", head.family.1, given.1);
+        row[col("旧氏")] = String::new();
+        row[col("通称")] = String::new();
+        row[col("生年月日")] = day_text.clone();
+        row[col("性別")] = if male { "1" } else { "2" }.into();
+        row[col("続柄")] = "子".into();
+        row[col("住民となった日")] = day_text.clone();
+        row[col("前住所")] = String::new();
+        row[col("状態")] = "在住".into();
+        row[col("異動日")] = day_text.clone();
+        row[col("個人番号")] = my_number(&mut rng);
+        emit(&mut delta, ADD, row);
+        summary.births += 1;
+    }
+
+    // 転入: new households (one person, or a couple) at a neighbour's address.
+    for _ in 0..count(10.0) {
+        let Some(neighbour) = pick(&mut rng, &mut used, &|p: &Person| p.living()) else {
+            continue;
+        };
+        let template = row_of(neighbour);
+        next_household += 1 + rng.below(3) as u64;
+        let family = city.family_name(&mut rng);
+        let couple = rng.chance(0.4);
+        let head_male = rng.chance(0.7);
+        let age = rng.range(22, 45);
+        let honseki = city.other_place(&mut rng);
+        let previous = city.other_place(&mut rng);
+        let (head_given, _) = (city.given(&mut rng, head_male), ());
+        let head_name = format!("{}\u{3000}{}", family.0, head_given.0);
+        let members: Vec<(bool, (&str, &str), &str, i64)> = if couple {
+            let spouse = city.given(&mut rng, !head_male);
+            vec![
+                (head_male, head_given, "世帯主", age),
+                (
+                    !head_male,
+                    spouse,
+                    if head_male { "妻" } else { "夫" },
+                    (age + rng.range(-4, 3)).max(20),
+                ),
+            ]
+        } else {
+            vec![(head_male, head_given, "世帯主", age)]
+        };
+        for (male, given, relation, age) in members {
+            let mut row = template.clone();
+            next_atena += 1 + rng.below(4) as u64;
+            row[col("宛名番号")] = format!("{next_atena:010}");
+            row[col("世帯番号")] = format!("{next_household:010}");
+            row[col("氏名")] = format!("{}\u{3000}{}", family.0, given.0);
+            row[col("氏名フリガナ")] = format!("{}\u{3000}{}", family.1, given.1);
+            row[col("旧氏")] = String::new();
+            row[col("通称")] = String::new();
+            row[col("生年月日")] = birth_for_age(&mut rng, age).to_string();
+            row[col("性別")] = if male { "1" } else { "2" }.into();
+            row[col("続柄")] = relation.into();
+            row[col("世帯主")] = head_name.clone();
+            row[col("方書")] = String::new();
+            row[col("住民となった日")] = day_text.clone();
+            row[col("前住所")] = previous.clone();
+            row[col("本籍")] = honseki.clone();
+            row[col("筆頭者")] = head_name.clone();
+            for c in ["国籍", "在留資格", "在留期間満了日"] {
+                row[col(c)] = String::new();
+            }
+            row[col("状態")] = "在住".into();
+            row[col("異動日")] = day_text.clone();
+            row[col("個人番号")] = my_number(&mut rng);
+            emit(&mut delta, ADD, row);
+            summary.moves_in += 1;
+        }
+    }
+
+    // 消除: a former resident's record leaves the register (only the key is given).
+    for _ in 0..count(1.0) {
+        let Some(i) = pick(&mut rng, &mut used, &|p: &Person| !p.living()) else {
+            continue;
+        };
+        let mut row = vec![String::new(); header.len()];
+        row[col("宛名番号")] = format!("{:010}", city.people[i].atena);
+        emit(&mut delta, REMOVE, row);
+        summary.removals += 1;
+    }
+    let mut files = Vec::new();
+    let delta_name = delta.name.clone();
+    delta.write(out, &mut files)?;
+    let mut markers = vec![delta_name];
+
+    // The other kinds: the records of those who died or moved out are removed.
+    let scratch = out.join(format!(".gen-delta-{seed}"));
+    std::fs::create_dir_all(&scratch).map_err(|source| GenError::Io {
+        file: scratch.clone(),
+        source,
+    })?;
+    let mut base_files = Vec::new();
+    let written = write_records(&city, seed, &scratch, &mut base_files);
+    let mapping = Mapping::reference();
+    let mut result = written;
+    if result.is_ok() {
+        for (id, km) in &mapping.kinds {
+            if id == "jumin" || id == "address_master" {
+                continue;
+            }
+            let Some(resident_field) = &km.resident else {
+                continue;
+            };
+            let Some(column) = km.fields.get(resident_field).map(|f| f.column.clone()) else {
+                continue;
+            };
+            let Ok(bytes) = std::fs::read(scratch.join(&km.file)) else {
+                continue;
+            };
+            let Ok(text) = csvfile::decode(&bytes, km.encoding) else {
+                continue;
+            };
+            let Ok(t) = csvfile::parse(&text) else {
+                continue;
+            };
+            let Some(rc) = t.header.iter().position(|h| *h == column) else {
+                continue;
+            };
+            let rows: Vec<&Vec<String>> = t
+                .records
+                .iter()
+                .filter(|r| r.fields.get(rc).is_some_and(|a| gone.contains(a)))
+                .map(|r| &r.fields)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let stem = super::mapping::file_stem(&km.file);
+            let enc = match km.encoding {
+                Encoding::Cp932 => Enc::Cp932,
+                Encoding::Utf8 => Enc::Utf8,
+            };
+            let mut h = vec!["異動区分"];
+            h.extend(t.header.iter().map(String::as_str));
+            let mut f = CsvOut::new(format!("{stem}_delta_{stamp}.csv"), enc, &h);
+            for r in rows {
+                let mut line = vec![REMOVE.to_owned()];
+                line.extend(r.iter().cloned());
+                f.line(&line);
+            }
+            markers.push(f.name.clone());
+            if let Err(e) = f.write(out, &mut files) {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    result?;
+    for name in markers {
+        let marker = out.join(format!("{name}.ok"));
+        std::fs::write(&marker, b"").map_err(|source| GenError::Io {
+            file: marker,
+            source,
+        })?;
+    }
+    summary.files = files;
+    Ok(summary)
 }
 
 #[cfg(test)]

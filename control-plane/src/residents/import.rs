@@ -1,4 +1,14 @@
-//! Import of full files from the core systems (取込; R8, data-linkage.md "Import").
+//! Import of full and delta files from the core systems (取込; R8, data-linkage.md
+//! "Import").
+//!
+//! Delta files (異動分, [`ImportMode::Delta`]) carry the kind's columns plus
+//! `異動区分` ([`DeltaMapping`]): 1 add, 2 change, 3 remove. They are checked like
+//! full files, then applied by [`Store::apply_resident_delta`] /
+//! [`Store::apply_record_delta`] in one transaction, which refuses the whole file
+//! (with the lines) when an add names an existing key or a change or removal an
+//! unknown one. A delta already applied (same SHA-256) is reported
+//! [`Outcome::Unchanged`]; a timestamped file older than the last applied one of its
+//! kind is refused. Every file's report is kept in the store ([`import_file`]).
 //!
 //! For each kind the mapping lists and the directory holds: read → decode (BOM, else
 //! the mapping's encoding; undecodable bytes refuse the file with their line) → parse
@@ -22,7 +32,10 @@ use ring::digest;
 use super::crypt::MyNumberKey;
 use super::csvfile;
 use super::fold::{fold, fold_address};
-use super::mapping::{DataKind, FieldType, KindMapping, Mapping, JUMIN_FIELDS};
+use super::mapping::{DataKind, DeltaMapping, FieldType, KindMapping, Mapping, JUMIN_FIELDS};
+use super::report::{
+    DeltaAction, DeltaApplied, DeltaOp, ImportMode, NewImportReport, ReportOutcome, ReportReason,
+};
 use crate::model::TenantId;
 use crate::rules::calendar::Date;
 use crate::store::{ApplyResult, ImportMark, RecordRow, ResidentRow, Store, StoreError};
@@ -64,6 +77,8 @@ pub enum ImportError {
 pub enum Outcome {
     /// Applied in one transaction (possibly changing nothing).
     Applied,
+    /// This delta file was applied before (same SHA-256): nothing done again.
+    Unchanged,
     /// Refused whole; nothing changed.
     Rejected,
 }
@@ -126,11 +141,23 @@ pub struct FileReport {
     pub changes: Vec<Change>,
     /// Whether 個人番号 values were dropped because no key was given.
     pub my_number_dropped: bool,
+    /// Full or delta.
+    pub mode: ImportMode,
+    /// The timestamp from the file name, if it has one.
+    pub as_of: Option<String>,
+    /// SHA-256 of the file's bytes, hex.
+    pub file_hash: String,
+    /// The id of the report kept in the store.
+    pub report_id: Option<i64>,
 }
 
 impl FileReport {
     fn new(kind: DataKind, km: &KindMapping) -> Self {
         Self {
+            mode: ImportMode::Full,
+            as_of: None,
+            file_hash: String::new(),
+            report_id: None,
             kind,
             label: km.label.clone(),
             file: km.file.clone(),
@@ -173,6 +200,11 @@ impl fmt::Display for FileReport {
                 self.removed,
                 self.unchanged
             )?,
+            Outcome::Unchanged => writeln!(
+                f,
+                "{} ({}): already applied, nothing changed ({} rows unchanged)",
+                self.file, self.label, self.unchanged
+            )?,
             Outcome::Rejected => writeln!(
                 f,
                 "{} ({}): REJECTED, nothing changed; {} problem(s)",
@@ -202,7 +234,7 @@ pub struct ImportReport {
 impl ImportReport {
     /// Whether every file found was applied.
     pub fn all_applied(&self) -> bool {
-        self.files.iter().all(|f| f.outcome == Outcome::Applied)
+        self.files.iter().all(|f| f.outcome != Outcome::Rejected)
     }
 
     /// The report of a kind.
@@ -252,14 +284,21 @@ pub async fn import_dir(
             file: km.file.clone(),
             source,
         })?;
+        let spec = FileSpec {
+            kind,
+            mode: ImportMode::Full,
+            file: km.file.clone(),
+            as_of: None,
+        };
         report
             .files
-            .push(import_bytes(store, tenant, kind, km, &bytes, options).await?);
+            .push(import_file(store, tenant, &mapping.delta, km, &spec, &bytes, options).await?);
     }
     Ok(report)
 }
 
-/// Imports one file's bytes as `kind`.
+/// Imports one full file's bytes as `kind` (named as the mapping names it, untimed)
+/// and keeps its report in the store.
 pub async fn import_bytes(
     store: &Store,
     tenant: &TenantId,
@@ -268,17 +307,149 @@ pub async fn import_bytes(
     bytes: &[u8],
     options: &ImportOptions,
 ) -> Result<FileReport, ImportError> {
-    let mut report = FileReport::new(kind, km);
-    let parsed = match prepare(tenant, kind, km, bytes, options, &mut report) {
+    let spec = FileSpec {
+        kind,
+        mode: ImportMode::Full,
+        file: km.file.clone(),
+        as_of: None,
+    };
+    import_file(
+        store,
+        tenant,
+        &DeltaMapping::default(),
+        km,
+        &spec,
+        bytes,
+        options,
+    )
+    .await
+}
+
+/// Which file is being imported: its kind, mode, name and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// The kind.
+    pub kind: DataKind,
+    /// Full or delta.
+    pub mode: ImportMode,
+    /// The file name (no directory).
+    pub file: String,
+    /// The timestamp from its name (`YYYYMMDDhhmmss`), if any.
+    pub as_of: Option<String>,
+}
+
+/// Imports one file (full or delta) and keeps its report in the store
+/// ([`Store::record_import_report`]); the returned report carries the stored id.
+/// Nothing changes unless the whole file is applied.
+pub async fn import_file(
+    store: &Store,
+    tenant: &TenantId,
+    delta: &DeltaMapping,
+    km: &KindMapping,
+    spec: &FileSpec,
+    bytes: &[u8],
+    options: &ImportOptions,
+) -> Result<FileReport, ImportError> {
+    let mut report = FileReport::new(spec.kind, km);
+    report.file = spec.file.clone();
+    report.mode = spec.mode;
+    report.as_of = spec.as_of.clone();
+    let hash = digest::digest(&digest::SHA256, bytes).as_ref().to_vec();
+    report.file_hash = hex::encode(&hash);
+    apply_file(
+        store,
+        tenant,
+        delta,
+        km,
+        spec,
+        bytes,
+        &hash,
+        options,
+        &mut report,
+    )
+    .await?;
+    let stored = NewImportReport {
+        tenant: tenant.to_string(),
+        kind: spec.kind.as_str().to_owned(),
+        file: report.file.clone(),
+        mode: spec.mode,
+        file_hash: report.file_hash.clone(),
+        as_of: spec.as_of.clone(),
+        at_ms: options.now_ms,
+        outcome: match report.outcome {
+            Outcome::Rejected => ReportOutcome::Rejected,
+            Outcome::Unchanged => ReportOutcome::Unchanged,
+            Outcome::Applied if report.added + report.changed + report.removed == 0 => {
+                ReportOutcome::Unchanged
+            }
+            Outcome::Applied => ReportOutcome::Applied,
+        },
+        rows: report.rows as u64,
+        added: report.added as u64,
+        changed: report.changed as u64,
+        removed: report.removed as u64,
+        unchanged: report.unchanged as u64,
+        rejected: report.rejected_total as u64,
+        reasons: report
+            .rejected
+            .iter()
+            .map(|r| ReportReason {
+                line: r.line as u64,
+                column: r.column.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+    };
+    report.report_id = Some(store.record_import_report(&stored).await?);
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_file(
+    store: &Store,
+    tenant: &TenantId,
+    delta: &DeltaMapping,
+    km: &KindMapping,
+    spec: &FileSpec,
+    bytes: &[u8],
+    hash: &[u8],
+    options: &ImportOptions,
+    report: &mut FileReport,
+) -> Result<(), ImportError> {
+    let kind = spec.kind;
+    let kind_id = kind.as_str();
+    // Order: a timestamped file older than the newest applied one of its kind would
+    // roll newer data back. (Checked again inside the transaction.)
+    if let (Some(new), Some(last)) = (&spec.as_of, store.last_import_as_of(tenant, kind_id).await?)
+    {
+        if *new < last {
+            report.reject(
+                0,
+                None,
+                format!("older than the last applied file of this kind (as of {last})"),
+            );
+            return Ok(());
+        }
+    }
+    if spec.mode == ImportMode::Delta && store.import_applied_before(tenant, kind_id, hash).await? {
+        report.outcome = Outcome::Unchanged;
+        return Ok(());
+    }
+    let delta_mapping = (spec.mode == ImportMode::Delta).then_some(delta);
+    let parsed = match prepare(tenant, kind, km, delta_mapping, bytes, options, report) {
         Ok(Some(p)) => p,
-        Ok(None) => return Ok(report),
+        Ok(None) => return Ok(()),
         Err(e) => return Err(e),
     };
     let mark = ImportMark {
-        file: km.file.clone(),
+        file: spec.file.clone(),
         rows: parsed.rows.len() as u64,
-        file_hash: digest::digest(&digest::SHA256, bytes).as_ref().to_vec(),
+        file_hash: hash.to_vec(),
+        as_of: spec.as_of.clone(),
     };
+    if spec.mode == ImportMode::Delta {
+        return apply_delta(store, tenant, km, &parsed, &mark, options, report).await;
+    }
     let result = if kind == DataKind::Jumin {
         let rows: Vec<ResidentRow> = parsed.rows.iter().map(resident_row).collect();
         store
@@ -299,18 +470,109 @@ pub async fn import_bytes(
             .apply_records(tenant, kind.as_str(), &rows, &mark, options.now_ms)
             .await?
     };
+    fill_counts(tenant, kind, km, &parsed, &result, options, report);
+    Ok(())
+}
+
+fn fill_counts(
+    tenant: &TenantId,
+    kind: DataKind,
+    km: &KindMapping,
+    parsed: &Parsed,
+    result: &ApplyResult,
+    options: &ImportOptions,
+    report: &mut FileReport,
+) {
     report.outcome = Outcome::Applied;
     report.rows = parsed.rows.len();
     report.added = result.added.len();
     report.changed = result.changed.len();
     report.removed = result.removed.len();
     report.unchanged = usize::try_from(result.unchanged).unwrap_or(usize::MAX);
-    report.changes = describe_changes(tenant, kind, km, &parsed, &result, options);
-    Ok(report)
+    report.changes = describe_changes(tenant, kind, km, parsed, result, options);
+}
+
+/// Applies a checked delta file in one transaction.
+async fn apply_delta(
+    store: &Store,
+    tenant: &TenantId,
+    km: &KindMapping,
+    parsed: &Parsed,
+    mark: &ImportMark,
+    options: &ImportOptions,
+    report: &mut FileReport,
+) -> Result<(), ImportError> {
+    let kind = report.kind;
+    let action = |r: &Row| r.action.unwrap_or(DeltaAction::Change);
+    let applied = if kind == DataKind::Jumin {
+        let ops: Vec<DeltaOp<ResidentRow>> = parsed
+            .rows
+            .iter()
+            .map(|r| DeltaOp {
+                line: r.line,
+                action: action(r),
+                key: r.key.clone(),
+                row: (action(r) != DeltaAction::Remove).then(|| resident_row(r)),
+            })
+            .collect();
+        store
+            .apply_resident_delta(tenant, &ops, mark, options.now_ms)
+            .await?
+    } else {
+        let ops: Vec<DeltaOp<RecordRow>> = parsed
+            .rows
+            .iter()
+            .map(|r| DeltaOp {
+                line: r.line,
+                action: action(r),
+                key: r.key.clone(),
+                row: (action(r) != DeltaAction::Remove).then(|| RecordRow {
+                    key: r.key.clone(),
+                    atena: km.resident.as_ref().and_then(|f| r.values.get(f).cloned()),
+                    data: r.json.clone(),
+                    hash: r.hash.clone(),
+                }),
+            })
+            .collect();
+        store
+            .apply_record_delta(tenant, kind.as_str(), &ops, mark, options.now_ms)
+            .await?
+    };
+    match applied {
+        DeltaApplied::Applied(result) => {
+            fill_counts(tenant, kind, km, parsed, &result, options, report);
+        }
+        DeltaApplied::AlreadyApplied => {
+            report.outcome = Outcome::Unchanged;
+            report.rows = parsed.rows.len();
+            report.unchanged = parsed.rows.len();
+        }
+        DeltaApplied::Older { last } => {
+            report.reject(
+                0,
+                None,
+                format!("older than the last applied file of this kind (as of {last})"),
+            );
+        }
+        DeltaApplied::Conflicts(conflicts) => {
+            report.rows = parsed.rows.len();
+            let key_column = km
+                .key
+                .first()
+                .and_then(|k| km.fields.get(k))
+                .map(|f| f.column.clone());
+            for c in conflicts {
+                report.reject(c.line, key_column.as_deref(), c.reason);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A checked row: normalised values, key, stored JSON and change hash.
 struct Row {
+    line: usize,
+    action: Option<DeltaAction>,
     key: String,
     values: BTreeMap<String, String>,
     json: String,
@@ -353,6 +615,7 @@ fn prepare(
     tenant: &TenantId,
     kind: DataKind,
     km: &KindMapping,
+    delta: Option<&DeltaMapping>,
     bytes: &[u8],
     options: &ImportOptions,
     report: &mut FileReport,
@@ -380,9 +643,20 @@ fn prepare(
             None => report.reject(1, Some(&fm.column), "missing column"),
         }
     }
+    let delta_column = match delta {
+        Some(d) => match table.header.iter().position(|h| *h == d.column) {
+            Some(i) => Some((i, d)),
+            None => {
+                report.reject(1, Some(&d.column), "missing column");
+                None
+            }
+        },
+        None => None,
+    };
     if report.rejected_total > 0 {
         return Ok(None);
     }
+    let is_key = |field: &str| km.key.iter().any(|k| k == field);
     let required = |field: &str, fm: &super::mapping::FieldMapping| {
         fm.required
             || km.key.iter().any(|k| k == field)
@@ -405,13 +679,38 @@ fn prepare(
             );
             continue;
         }
+        let action = match delta_column {
+            Some((i, d)) => {
+                let code = ascii_fold(rec.fields[i].trim());
+                if code == d.add {
+                    Some(DeltaAction::Add)
+                } else if code == d.change {
+                    Some(DeltaAction::Change)
+                } else if code == d.remove {
+                    Some(DeltaAction::Remove)
+                } else {
+                    report.reject(
+                        rec.line,
+                        Some(&d.column),
+                        format!(
+                            "not an action code ({} 追加, {} 変更, {} 削除)",
+                            d.add, d.change, d.remove
+                        ),
+                    );
+                    continue;
+                }
+            }
+            None => None,
+        };
+        // A removal names its key; the other columns may be empty.
+        let removal = action == Some(DeltaAction::Remove);
         let mut values: BTreeMap<String, String> = BTreeMap::new();
         let mut my_numbers: Vec<(&str, String)> = Vec::new();
         let mut ok = true;
         for &(field, idx, fm) in &columns {
             let raw = rec.fields[idx].trim();
             if raw.is_empty() {
-                if required(field, fm) {
+                if required(field, fm) && (!removal || is_key(field)) {
                     report.reject(rec.line, Some(&fm.column), "required value missing");
                     ok = false;
                 }
@@ -469,6 +768,8 @@ fn prepare(
             .to_vec();
         key_of.insert(key.clone(), rows.len());
         rows.push(Row {
+            line: rec.line,
+            action,
             key,
             values: stored,
             json,

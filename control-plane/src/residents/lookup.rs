@@ -16,7 +16,7 @@ use kakanai_protocol::personal::{CardFace, Sex};
 use super::fold::{address_matches, fold, fold_address, is_kana};
 use super::import::parse_date;
 use crate::model::TenantId;
-use crate::store::{NameKey, Store, StoreError, StoredHousehold, StoredResident, SEARCH_LIMIT};
+use crate::store::{NameKey, Store, StoreError, StoredHousehold, StoredResident};
 
 /// Why a lookup failed. Never carries the query's text.
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +146,8 @@ fn reason(m: &Matched, has_sex: bool, status: &str) -> String {
 }
 
 /// Finds the resident a card belongs to. Reads the residents born that day and those
-/// with the same folded name (both indexed), and keeps those matching at least two of
-/// name, birth date and address, best first.
+/// with the same folded name and a matching address (both through indexes), and keeps
+/// those matching at least two of name, birth date and address, best first.
 pub async fn lookup_card(
     store: &Store,
     tenant: &TenantId,
@@ -162,12 +162,18 @@ pub async fn lookup_card(
     for r in store.residents_born_on(tenant, &birth).await? {
         found.insert(r.atena.clone(), r);
     }
+    // Name and address without the birth date: only the narrow (宛名番号, address)
+    // rows of the same name are read, then the full rows of those whose address
+    // matches. (Everyone matching the birth date is already in `found`.) Reading
+    // every same-name row in full would grow with the city: common names repeat.
     if !name_key.is_empty() {
-        for r in store
-            .residents_by_prefix(tenant, NameKey::Kanji, &name_key, None, SEARCH_LIMIT)
-            .await?
-        {
-            found.insert(r.atena.clone(), r);
+        for (atena, stored_address) in store.resident_addresses_by_name(tenant, &name_key).await? {
+            if found.contains_key(&atena) || !address_matches(&address_key, &stored_address) {
+                continue;
+            }
+            if let Some(r) = store.resident(tenant, &atena).await? {
+                found.insert(atena, r);
+            }
         }
     }
     let has_sex = query.sex.is_some();

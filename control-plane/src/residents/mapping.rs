@@ -165,10 +165,58 @@ pub struct KindMapping {
     pub fields: BTreeMap<String, FieldMapping>,
 }
 
+/// How delta files (異動分) mark their rows: one column holding a code per action.
+/// The reference: column `異動区分`, `1` 追加 (add), `2` 変更 (change), `3` 削除
+/// (remove). A delta file has every column of the kind's full file plus this one; a
+/// removal needs only the key columns filled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaMapping {
+    /// The column's header.
+    #[serde(default = "default_delta_column")]
+    pub column: String,
+    /// The code of an added row.
+    #[serde(default = "default_add")]
+    pub add: String,
+    /// The code of a changed row.
+    #[serde(default = "default_change")]
+    pub change: String,
+    /// The code of a removed row.
+    #[serde(default = "default_remove")]
+    pub remove: String,
+}
+
+fn default_delta_column() -> String {
+    "異動区分".into()
+}
+fn default_add() -> String {
+    "1".into()
+}
+fn default_change() -> String {
+    "2".into()
+}
+fn default_remove() -> String {
+    "3".into()
+}
+
+impl Default for DeltaMapping {
+    fn default() -> Self {
+        Self {
+            column: default_delta_column(),
+            add: default_add(),
+            change: default_change(),
+            remove: default_remove(),
+        }
+    }
+}
+
 /// A complete mapping: the kinds a city delivers. Kinds left out are not imported.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
+    /// How delta files mark added, changed and removed rows.
+    #[serde(default)]
+    pub delta: DeltaMapping,
     /// Kind id → its mapping.
     pub kinds: BTreeMap<String, KindMapping>,
 }
@@ -225,6 +273,7 @@ impl Mapping {
         // Checked by the unit test below; a broken embedded file is a build defect,
         // so falling back to an empty mapping (imports nothing) keeps this infallible.
         Self::from_toml(REFERENCE).unwrap_or(Self {
+            delta: DeltaMapping::default(),
             kinds: BTreeMap::new(),
         })
     }
@@ -258,6 +307,16 @@ impl Mapping {
                     return Err(missing(f));
                 }
             }
+            if kind
+                .fields
+                .values()
+                .any(|f| f.column == mapping.delta.column)
+            {
+                return Err(MappingError::DuplicateColumn {
+                    kind: id.clone(),
+                    column: mapping.delta.column.clone(),
+                });
+            }
             let mut columns = std::collections::BTreeSet::new();
             for f in kind.fields.values() {
                 if !columns.insert(f.column.as_str()) {
@@ -271,10 +330,24 @@ impl Mapping {
         Ok(mapping)
     }
 
+    /// The kind whose file name (without extension) is `stem`, e.g. `jumin` for
+    /// `jumin.csv`.
+    pub fn kind_by_stem(&self, stem: &str) -> Option<(DataKind, &KindMapping)> {
+        DataKind::ALL.into_iter().find_map(|k| {
+            let km = self.kind(k)?;
+            (file_stem(&km.file) == stem).then_some((k, km))
+        })
+    }
+
     /// The mapping of a kind, if the city delivers it.
     pub fn kind(&self, kind: DataKind) -> Option<&KindMapping> {
         self.kinds.get(kind.as_str())
     }
+}
+
+/// A file name without its last extension (`jumin.csv` → `jumin`).
+pub fn file_stem(file: &str) -> &str {
+    file.rsplit_once('.').map_or(file, |(stem, _)| stem)
 }
 
 #[cfg(test)]

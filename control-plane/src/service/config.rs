@@ -23,6 +23,23 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8090"            # optional; /health and /metrics
+//!
+//! [backup]                             # optional; automatic verified backups
+//! dir = "/var/backups/kakanai"         # mode 700; NAME.age + NAME.json per backup
+//! key_file = "/etc/kakanai/backup.key" # age identity (backup keygen), mode 0600
+//! keep_business_days = 2               # optional
+//! times = ["02:00", "20:00"]           # optional; JST
+//!
+//! [residents.import]                   # optional; core-system files (residents::drop)
+//! drop_dir = "/srv/kakanai/drop"       # files of tenant T in DROP_DIR/T/
+//! every_minutes = 10                   # and/or
+//! at = ["06:30"]                       # fixed times of day, JST
+//!
+//! [export]                             # optional; RPA/data export on a schedule
+//! dir = "/srv/kakanai/export"          # batches of tenant T in DIR/T/ (applications::schedule)
+//! every_minutes = 15                   # optional
+//! hours = "08:30-17:15"                # optional; JST
+//! mapping = "/etc/kakanai/export.toml" # optional; default the reference mapping
 //! ```
 //!
 //! The embedded broker (`embedded = true`, see [`super::broker`]) runs everything on
@@ -99,6 +116,15 @@ struct RawConfig {
     signing: RawSigning,
     #[serde(default)]
     http: RawHttp,
+    /// `[export]`: the RPA/data export on a schedule (applications::schedule).
+    #[serde(default)]
+    export: Option<crate::applications::schedule::RawExportSchedule>,
+    /// `[residents.import]`: the drop directory, read by `residents::drop::DropConfig`.
+    #[serde(default)]
+    residents: Option<toml::Table>,
+    /// `[backup]`: automatic verified backups (crate::backup).
+    #[serde(default)]
+    backup: Option<crate::backup::BackupConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +211,8 @@ pub struct ServiceConfig {
     pub tenants: Vec<TenantId>,
     /// Where `/health` and `/metrics` listen (port 0: any free port).
     pub http_listen: SocketAddr,
+    /// Automatic backups, when configured.
+    pub backup: Option<crate::backup::BackupConfig>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -338,6 +366,20 @@ impl ServiceConfig {
                 ));
             }
         }
+        if let Some(t) = &raw.residents {
+            crate::residents::drop::DropConfig::from_table(t).map_err(|message| {
+                ConfigError::Invalid {
+                    field: "residents",
+                    message,
+                }
+            })?;
+        }
+        // Checked here so a broken [export] stops the start; the schedule itself is
+        // read by applications::schedule::ExportSchedule::load.
+        if let Some(e) = raw.export {
+            e.check()
+                .map_err(|(field, message)| invalid(field, message))?;
+        }
         let key = read_key(&raw.signing.key_file)?;
         let kid = KeyId::of_key(&key.verifying_key());
         let client_id = match raw.broker.client_id {
@@ -366,6 +408,7 @@ impl ServiceConfig {
             kid,
             tenants,
             http_listen,
+            backup: raw.backup,
         })
     }
 }

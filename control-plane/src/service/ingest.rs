@@ -29,7 +29,8 @@
 use std::collections::{HashMap, HashSet};
 
 use kakanai_protocol::catalogue::{
-    Ack, AckStatus, Body, PresenceState, RpcOutcome, RpcRequest, RpcResponse,
+    Ack, AckStatus, Body, DeviceClass, DeviceStatus, PresenceState, PrintState, RpcOutcome,
+    RpcRequest, RpcResponse,
 };
 use kakanai_protocol::cose;
 use kakanai_protocol::limits::MAX_MESSAGE_BYTES;
@@ -286,6 +287,21 @@ impl Worker {
             return self.ack(topic, envelope.id, AckStatus::Duplicate).await;
         }
         metrics.accepted(kind);
+        metrics.ingest_lag(u64::try_from(now.saturating_sub(envelope.time_ms)).unwrap_or(0));
+        match &envelope.body {
+            Body::DeviceState(r) if matches!(r.status, DeviceStatus::Error { .. }) => {
+                metrics.device_error(match r.class {
+                    DeviceClass::CardReader => "card-reader",
+                    DeviceClass::Printer => "printer",
+                    DeviceClass::Scanner => "scanner",
+                    DeviceClass::Lights => "lights",
+                });
+            }
+            Body::PrintStatus(p) if matches!(p.state, PrintState::Failed { .. }) => {
+                metrics.print_failed();
+            }
+            _ => {}
+        }
         let id = envelope.id;
         let meta = envelope_meta(&envelope);
         let done = match envelope.body {
@@ -378,15 +394,25 @@ impl Worker {
             "device-state" => "device.state".to_owned(),
             other => format!("device.{other}"),
         };
-        self.audit(
-            topic,
-            Actor::Device(topic.device.to_string()),
-            action,
-            "ok",
-            detail,
-            now,
-        )
-        .await
+        let recorded = self
+            .audit(
+                topic,
+                Actor::Device(topic.device.to_string()),
+                action,
+                "ok",
+                detail,
+                now,
+            )
+            .await;
+        if let (true, Body::PrintStatus(status)) = (recorded, body) {
+            // Whoever printed it (applications::print) learns the outcome.
+            let _ = self.svc.inner.print_status.send(super::PrintReport {
+                tenant: topic.tenant.clone(),
+                device: topic.device.clone(),
+                status: status.clone(),
+            });
+        }
+        recorded
     }
 
     /// An appliance's answer to one of our commands.

@@ -19,6 +19,11 @@ pub struct Metrics {
     commands_sent: AtomicU64,
     command_acks: Mutex<BTreeMap<&'static str, u64>>,
     broker_connected: AtomicBool,
+    resident_import_failures: Mutex<BTreeMap<&'static str, u64>>,
+    device_errors: Mutex<BTreeMap<&'static str, u64>>,
+    print_failures: AtomicU64,
+    ingest_lag_ms_sum: AtomicU64,
+    ingest_lag_count: AtomicU64,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -66,6 +71,88 @@ impl Metrics {
     /// An appliance acknowledged a command with `status`.
     pub fn command_ack(&self, status: &'static str) {
         bump(&self.command_acks, status);
+    }
+
+    /// A core-system file of `kind` (a `DataKind` id, or `unknown`) was refused.
+    pub fn resident_import_failed(&self, kind: &'static str) {
+        bump(&self.resident_import_failures, kind);
+    }
+
+    /// Refused core-system files of `kind` so far.
+    pub fn resident_import_failure_count(&self, kind: &'static str) -> u64 {
+        get(&self.resident_import_failures, &kind)
+    }
+
+    /// A device of `class` (`card-reader`, `printer`, `scanner`, `lights`) reported an
+    /// error state.
+    pub fn device_error(&self, class: &'static str) {
+        bump(&self.device_errors, class);
+    }
+
+    /// A print job failed at a counter.
+    pub fn print_failed(&self) {
+        self.print_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message arrived `lag_ms` after its sender stamped it (queued in an outbox
+    /// during an outage, or slow ingest).
+    pub fn ingest_lag(&self, lag_ms: u64) {
+        self.ingest_lag_ms_sum.fetch_add(lag_ms, Ordering::Relaxed);
+        self.ingest_lag_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The operations gauges and counters added for issue 11, in exposition format.
+    pub fn render_operations(&self, registered: &[(String, u64)]) -> String {
+        let mut text = String::new();
+        let head = |text: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            &mut text,
+            "kakanai_devices_registered",
+            "gauge",
+            "Devices registered and not revoked, per tenant (offline = registered - online).",
+        );
+        for (tenant, n) in registered {
+            let _ = writeln!(
+                text,
+                "kakanai_devices_registered{{tenant=\"{tenant}\"}} {n}"
+            );
+        }
+        head(
+            &mut text,
+            "kakanai_device_errors_total",
+            "counter",
+            "Device error states reported by appliances, by device class.",
+        );
+        for class in ["card-reader", "printer", "scanner", "lights"] {
+            let n = get(&self.device_errors, &class);
+            let _ = writeln!(text, "kakanai_device_errors_total{{class=\"{class}\"}} {n}");
+        }
+        head(
+            &mut text,
+            "kakanai_print_failures_total",
+            "counter",
+            "Print jobs that failed at a counter.",
+        );
+        let _ = writeln!(
+            text,
+            "kakanai_print_failures_total {}",
+            self.print_failures.load(Ordering::Relaxed)
+        );
+        head(
+            &mut text,
+            "kakanai_ingest_lag_seconds",
+            "summary",
+            "Time from an appliance stamping a message to its ingest.",
+        );
+        let _ = writeln!(
+            text,
+            "kakanai_ingest_lag_seconds_sum {:.3}\nkakanai_ingest_lag_seconds_count {}",
+            self.ingest_lag_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0,
+            self.ingest_lag_count.load(Ordering::Relaxed)
+        );
+        text
     }
 
     /// Whether the MQTT connection is up.
@@ -201,6 +288,18 @@ impl Metrics {
         );
         for (tenant, n) in online {
             let _ = writeln!(text, "kakanai_devices_online{{tenant=\"{tenant}\"}} {n}");
+        }
+        head(
+            &mut text,
+            "kakanai_resident_import_failures_total",
+            "counter",
+            "Core-system files refused by the drop-directory import, by data kind.",
+        );
+        for (kind, n) in self.snapshot(&self.resident_import_failures) {
+            let _ = writeln!(
+                text,
+                "kakanai_resident_import_failures_total{{kind=\"{kind}\"}} {n}"
+            );
         }
         text
     }

@@ -20,6 +20,8 @@
 //!   in a small file in the data directory (the store has no table for them);
 //! - [`metrics`] — counters and the Prometheus text;
 //! - `http` (private) — the axum router for `/health` and `/metrics`.
+//!   The admin UI ([`crate::admin::router`], `/admin/`) is merged into it, and the
+//!   server passes the peer address on so administrators' actions carry their IP.
 //!
 //! Delivery: the broker session is persistent (`clean_session = false`) and incoming
 //! QoS 1 messages are acknowledged to the broker (PUBACK) only after they have been
@@ -116,6 +118,9 @@ pub enum ServiceError {
     /// The MQTT client refused the request (its queue is closed or full).
     #[error("MQTT: {0}")]
     Mqtt(String),
+    /// The backup configuration cannot work (directory, key).
+    #[error("backup: {0}")]
+    Backup(String),
     /// The tenant is not among those this instance serves.
     #[error("tenant {0} is not served by this instance")]
     NotServed(String),
@@ -139,6 +144,8 @@ pub struct ServiceOptions {
     /// A store already open (shared with the handlers); `None` opens
     /// `database_url` from the configuration.
     pub store: Option<Store>,
+    /// The admin UI under `/admin/` (on by default).
+    pub admin: crate::admin::AdminSettings,
 }
 
 impl Default for ServiceOptions {
@@ -149,6 +156,7 @@ impl Default for ServiceOptions {
             dispatcher,
             sessions: Arc::new(NoSessions),
             store: None,
+            admin: crate::admin::AdminSettings::default(),
         }
     }
 }
@@ -197,6 +205,22 @@ struct Inner {
     commands: Mutex<HashMap<MessageId, PendingCommand>>,
     /// Connected and every subscription acknowledged by the broker.
     subscribed: watch::Sender<bool>,
+    /// The backup directory, when backups are configured.
+    backups: Option<Arc<crate::backup::Backups>>,
+    /// Print outcomes reported by appliances, for whoever sent the job.
+    print_status: tokio::sync::broadcast::Sender<PrintReport>,
+}
+
+/// A print job's progress or outcome, as an appliance reported it (after it was
+/// verified and audited).
+#[derive(Debug, Clone)]
+pub struct PrintReport {
+    /// The appliance's tenant.
+    pub tenant: Ident,
+    /// The appliance.
+    pub device: Ident,
+    /// The job and its state.
+    pub status: kakanai_protocol::catalogue::PrintStatus,
 }
 
 /// The running service's handle; cheap to clone.
@@ -245,6 +269,16 @@ impl Service {
         &self.inner.kid
     }
 
+    /// The public key the service signs with (audit checkpoints, commands).
+    pub fn verifying_key(&self) -> kakanai_protocol::VerifyingKey {
+        self.inner.key.verifying_key()
+    }
+
+    /// The tenants this instance serves.
+    pub fn tenants(&self) -> &[TenantId] {
+        &self.inner.tenants
+    }
+
     /// Waits up to `timeout` until the service is connected and the broker has
     /// acknowledged all its subscriptions; `false` if it did not happen in time.
     pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
@@ -273,13 +307,74 @@ impl Service {
     /// The Prometheus text for `/metrics` (reads the devices online from the store).
     pub async fn metrics_text(&self) -> String {
         let mut online = Vec::new();
+        let mut registered = Vec::new();
         for t in &self.inner.tenants {
             if let Ok(devices) = self.inner.store.list_devices(t).await {
                 let n = devices.iter().filter(|d| d.online).count();
                 online.push((t.to_string(), u64::try_from(n).unwrap_or(u64::MAX)));
+                let n = devices
+                    .iter()
+                    .filter(|d| d.status != crate::store::DeviceStatus::Revoked)
+                    .count();
+                registered.push((t.to_string(), u64::try_from(n).unwrap_or(u64::MAX)));
             }
         }
-        self.inner.metrics.render(&online)
+        let mut text = self.inner.metrics.render(&online);
+        text.push_str(&self.inner.metrics.render_operations(&registered));
+        text.push_str(&self.audit_metrics_text().await);
+        if let Some(backups) = &self.inner.backups {
+            let backups = Arc::clone(backups);
+            let status = tokio::task::spawn_blocking(move || backups.status()).await;
+            text.push_str(&crate::backup::metrics_text(match &status {
+                Ok(Ok(s)) => Some(s),
+                _ => None,
+            }));
+        }
+        text
+    }
+
+    /// Print outcomes from now on (subscribe before sending the job).
+    pub fn print_reports(&self) -> tokio::sync::broadcast::Receiver<PrintReport> {
+        self.inner.print_status.subscribe()
+    }
+
+    /// The audit chain's state per tenant: entries, and how far the last signed
+    /// checkpoint lags behind.
+    async fn audit_metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::from(
+            "# HELP kakanai_audit_entries Entries in the audit log.\n\
+             # TYPE kakanai_audit_entries gauge\n",
+        );
+        let mut checkpoints = String::from(
+            "# HELP kakanai_audit_last_checkpoint_timestamp_seconds When the last signed checkpoint was made (0: none).\n\
+             # TYPE kakanai_audit_last_checkpoint_timestamp_seconds gauge\n",
+        );
+        let mut unpinned = String::from(
+            "# HELP kakanai_audit_entries_since_checkpoint Entries not yet pinned by a signed checkpoint.\n\
+             # TYPE kakanai_audit_entries_since_checkpoint gauge\n",
+        );
+        for t in &self.inner.tenants {
+            let (Ok(head), Ok(list)) = (
+                self.inner.store.audit_head(t).await,
+                self.inner.store.checkpoints(t).await,
+            ) else {
+                continue;
+            };
+            let last = list.iter().max_by_key(|c| c.seq);
+            let _ = writeln!(text, "kakanai_audit_entries{{tenant=\"{t}\"}} {}", head.seq);
+            let _ = writeln!(
+                checkpoints,
+                "kakanai_audit_last_checkpoint_timestamp_seconds{{tenant=\"{t}\"}} {}",
+                last.map_or(0, |c| c.signed_at_ms / 1000)
+            );
+            let _ = writeln!(
+                unpinned,
+                "kakanai_audit_entries_since_checkpoint{{tenant=\"{t}\"}} {}",
+                head.seq.saturating_sub(last.map_or(0, |c| c.seq))
+            );
+        }
+        text + &checkpoints + &unpinned
     }
 
     /// Sends `body` (a `print-job` or `config-desired`) to `device`, signed, with an
@@ -532,6 +627,12 @@ pub async fn start(
         filters.push(filter::tenant_presence(t));
     }
 
+    let backups = match config.backup.clone() {
+        Some(b) => Some(Arc::new(
+            crate::backup::Backups::open(b).map_err(|e| ServiceError::Backup(e.to_string()))?,
+        )),
+        None => None,
+    };
     let service = Service {
         inner: Arc::new(Inner {
             store,
@@ -545,6 +646,8 @@ pub async fn start(
             sessions: options.sessions,
             commands: Mutex::new(HashMap::new()),
             subscribed: watch::channel(false).0,
+            backups: backups.clone(),
+            print_status: tokio::sync::broadcast::channel(256).0,
         }),
     };
 
@@ -559,12 +662,15 @@ pub async fn start(
         what: "reading the HTTP address",
         source,
     })?;
-    let app = http::router(service.clone());
+    let app =
+        http::router(service.clone()).merge(crate::admin::router(service.clone(), options.admin));
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
+        // With the peer address: the admin UI records where an administrator acts from.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
@@ -596,6 +702,14 @@ pub async fn start(
     };
     let mqtt_task = tokio::spawn(mqtt.run());
     tokio::spawn(checkpoints::run(service.clone(), shutdown.subscribe()));
+    if let Some(backups) = backups {
+        tokio::spawn(crate::backup::schedule::run(
+            backups,
+            service.inner.store.clone(),
+            config.database_url.clone(),
+            shutdown.subscribe(),
+        ));
+    }
     tracing::info!(http = %http_addr, kid = %service.kid().to_hex(), "control plane started");
     Ok(RunningService {
         service,

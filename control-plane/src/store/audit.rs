@@ -20,11 +20,96 @@ use super::{AuditEntry, AuditFilter, AuditHead, Checkpoint, Result, Store, Store
 use crate::audit::chain::{self, HASH_LEN};
 use crate::model::{Actor, AuditRecord, TenantId};
 
-impl Store {
-    /// Appends `record` to its tenant's chain (`record.tenant`) and returns the entry.
-    /// [`StoreError::NotFound`] if the tenant does not exist; [`StoreError::Invalid`]
-    /// if the record would not read back identical (so its hash could never verify).
-    pub async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
+/// The audit chain's head inside a write transaction: read (and on PostgreSQL locked)
+/// first, moved by each entry, written back before commit. Every write transaction
+/// that appends to the log takes the head first, so concurrent writers of a tenant
+/// are ordered the same way as their entries.
+pub(super) struct Head {
+    pub(super) seq: u64,
+    pub(super) hash: [u8; HASH_LEN],
+}
+
+/// `lock_audit_head!(pool, tx, tenant)` — reads and locks the tenant's audit head
+/// ([`StoreError::NotFound`] if the tenant does not exist).
+macro_rules! lock_audit_head {
+    ($pool:ident, $tx:ident, $tenant:expr) => {{
+        let row = sqlx::query($pool.select_audit_head())
+            .bind($tenant)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .ok_or($crate::store::StoreError::NotFound("tenant"))?;
+        $crate::store::audit::Head {
+            seq: $crate::store::backend::to_u64(row.int("seq")?, "audit head")?,
+            hash: <[u8; $crate::audit::chain::HASH_LEN]>::try_from(row.bytes("hash")?)
+                .map_err(|_| $crate::store::StoreError::Corrupt("audit head"))?,
+        }
+    }};
+}
+pub(crate) use lock_audit_head;
+
+/// `push_audit!(tx, head, record)` — appends one entry after `head`, moves `head`,
+/// and evaluates to the [`AuditEntry`]. The record must read back identical from its
+/// JSON ([`StoreError::Invalid`] otherwise), or its hash could never verify.
+macro_rules! push_audit {
+    ($tx:ident, $head:ident, $record:expr) => {{
+        let record: &$crate::model::AuditRecord = $record;
+        let row = $crate::store::audit::AuditRow::of(record, $head.seq + 1, &$head.hash)?;
+        sqlx::query(
+            "INSERT INTO audit_entries (tenant, seq, at_ms, actor_kind, actor_id, action, \
+             resident, record, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&record.tenant)
+        .bind(row.seq_db)
+        .bind(record.at_ms)
+        .bind(row.actor_kind)
+        .bind(row.actor_id.as_deref())
+        .bind(&row.action)
+        .bind(row.resident.as_deref())
+        .bind(&row.json)
+        .bind(&row.hash[..])
+        .execute(&mut *$tx)
+        .await
+        .map_err(|e| $crate::store::backend::classify(e, "audit seq", "tenant"))?;
+        $head = $crate::store::audit::Head {
+            seq: row.seq,
+            hash: row.hash,
+        };
+        $crate::store::AuditEntry {
+            seq: row.seq,
+            record: record.clone(),
+            hash: row.hash,
+        }
+    }};
+}
+pub(crate) use push_audit;
+
+/// `store_audit_head!(tx, tenant, head)` — writes the moved head back.
+macro_rules! store_audit_head {
+    ($tx:ident, $tenant:expr, $head:ident) => {{
+        sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant = $1")
+            .bind($tenant)
+            .bind($crate::store::backend::to_i64($head.seq, "audit seq")?)
+            .bind(&$head.hash[..])
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+pub(crate) use store_audit_head;
+
+/// One entry's columns, computed once for every backend.
+pub(super) struct AuditRow {
+    pub(super) seq: u64,
+    pub(super) seq_db: i64,
+    pub(super) hash: [u8; HASH_LEN],
+    pub(super) json: String,
+    pub(super) actor_kind: &'static str,
+    pub(super) actor_id: Option<String>,
+    pub(super) action: String,
+    pub(super) resident: Option<String>,
+}
+
+impl AuditRow {
+    pub(super) fn of(record: &AuditRecord, seq: u64, prev: &[u8; HASH_LEN]) -> Result<Self> {
         let json =
             serde_json::to_string(record).map_err(|_| StoreError::Invalid("audit record"))?;
         // What is stored must parse back to the very record that was hashed, or the
@@ -35,45 +120,31 @@ impl Store {
             ));
         }
         let (actor_kind, actor_id) = actor_columns(&record.actor);
-        let actor_id = actor_id.map(search_text);
-        let action = search_text(&record.action);
-        let resident = record.resident.as_deref().map(search_text);
+        Ok(Self {
+            seq,
+            seq_db: to_i64(seq, "audit seq")?,
+            hash: chain::entry_hash(seq, prev, record),
+            json,
+            actor_kind,
+            actor_id: actor_id.map(search_text),
+            action: search_text(&record.action),
+            resident: record.resident.as_deref().map(search_text),
+        })
+    }
+}
+
+impl Store {
+    /// Appends `record` to its tenant's chain (`record.tenant`) and returns the entry.
+    /// [`StoreError::NotFound`] if the tenant does not exist; [`StoreError::Invalid`]
+    /// if the record would not read back identical (so its hash could never verify).
+    pub async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let head = sqlx::query(pool.select_audit_head())
-                .bind(&record.tenant)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound("tenant"))?;
-            let prev_seq = to_u64(head.int("seq")?, "audit head")?;
-            let prev_hash = hash_of(head.bytes("hash")?, "audit head")?;
-            let seq = prev_seq + 1;
-            let hash = chain::entry_hash(seq, &prev_hash, record);
-            let seq_db = to_i64(seq, "audit seq")?;
-            sqlx::query(
-                "INSERT INTO audit_entries (tenant, seq, at_ms, actor_kind, actor_id, action, \
-                 resident, record, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&record.tenant)
-            .bind(seq_db)
-            .bind(record.at_ms)
-            .bind(actor_kind)
-            .bind(actor_id.as_deref())
-            .bind(&action)
-            .bind(resident.as_deref())
-            .bind(&json)
-            .bind(&hash[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| classify(e, "audit seq", "tenant"))?;
-            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant = $1")
-                .bind(&record.tenant)
-                .bind(seq_db)
-                .bind(&hash[..])
-                .execute(&mut *tx)
-                .await?;
+            let mut head = lock_audit_head!(pool, tx, &record.tenant);
+            let entry = push_audit!(tx, head, record);
+            store_audit_head!(tx, &record.tenant, head);
             tx.commit().await?;
-            Ok(AuditEntry { seq, record: record.clone(), hash })
+            Ok(entry)
         })
     }
 

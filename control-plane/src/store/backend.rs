@@ -38,6 +38,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "catalog",
         include_str!("../../migrations/sqlite/0004_catalog.sql"),
     ),
+    (
+        5,
+        "applications",
+        include_str!("../../migrations/sqlite/0005_applications.sql"),
+    ),
+    (
+        6,
+        "residents delta",
+        include_str!("../../migrations/sqlite/0006_residents_delta.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -59,6 +69,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "catalog",
         include_str!("../../migrations/postgres/0004_catalog.sql"),
+    ),
+    (
+        5,
+        "applications",
+        include_str!("../../migrations/postgres/0005_applications.sql"),
+    ),
+    (
+        6,
+        "residents delta",
+        include_str!("../../migrations/postgres/0006_residents_delta.sql"),
     ),
 ];
 

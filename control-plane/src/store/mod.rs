@@ -21,8 +21,13 @@
 //! - `residents` — residents (住民記録), households and the records of the other data
 //!   kinds imported from the core systems (R1, R8), with their search keys;
 //! - `audit` — the hash-chained audit log and its signed checkpoints (N7, N8);
+//! - [`maintenance`] — whole-store snapshots and per-table digests for backups;
+//! - `admin` — admin changes applied with their audit entry in one transaction,
+//!   and the admin UI's paged audit search;
 //! - `catalog` — the procedure catalogue's versions per tenant, validated on install
 //!   (issue 7).
+//! - [`applications`] — visits, applications (each transition one transaction with
+//!   its audit entry) and export batches (issue 8).
 //!
 //! How the one interface stays one: every method is written once, inside
 //! `with_pool!`, which expands the body once per backend with that backend's pool, so
@@ -40,16 +45,20 @@
 //! never values (a PostgreSQL message can quote the offending value, so it is dropped).
 //! Records holding staff names or password hashes redact them in `Debug`.
 
+mod admin;
+pub mod applications;
 mod audit;
 mod backend;
 mod catalog;
 mod fleet;
+pub mod maintenance;
 mod residents;
 mod sessions;
 mod staff;
 mod tenants;
 pub mod types;
 
+pub use admin::{AdminChange, AuditQuery};
 pub use catalog::{CatalogueInstallError, CatalogueVersion, InstallOutcome, VersionStatus};
 pub use residents::{
     ApplyResult, ImportMark, NameKey, RecordRow, ResidentCounts, ResidentRow, StoredHousehold,

@@ -17,6 +17,10 @@ use std::fmt;
 use super::backend::{check_id, check_text, to_u64, with_pool, Backend, Cols};
 use super::{BackendKind, Result, Store, StoreError};
 use crate::model::TenantId;
+use crate::residents::report::{
+    DeltaAction, DeltaApplied, DeltaConflict, DeltaOp, ImportMode, ImportReportRecord,
+    NewImportReport, ReportOutcome, ReportReason,
+};
 
 /// Rows per multi-row INSERT: few statements (fast on both backends), well under
 /// SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
@@ -99,6 +103,9 @@ pub struct ImportMark {
     pub rows: u64,
     /// SHA-256 of its bytes.
     pub file_hash: Vec<u8>,
+    /// The timestamp in its name (`YYYYMMDDhhmmss`), if it has one: files of a kind
+    /// must come in this order.
+    pub as_of: Option<String>,
 }
 
 /// What applying a full file changed. Keys are 宛名番号 or record keys.
@@ -288,10 +295,11 @@ macro_rules! upsert_mark {
     ($tx:expr, $tenant:expr, $kind:expr, $mark:expr, $now_ms:expr) => {{
         let rows = i64::try_from($mark.rows).map_err(|_| StoreError::Invalid("import rows"))?;
         sqlx::query(
-            "INSERT INTO resident_imports (tenant, kind, file, rows, file_hash, imported_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO resident_imports (tenant, kind, file, rows, file_hash, imported_at_ms, as_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (tenant, kind) DO UPDATE SET file = excluded.file, rows = excluded.rows, \
-             file_hash = excluded.file_hash, imported_at_ms = excluded.imported_at_ms",
+             file_hash = excluded.file_hash, imported_at_ms = excluded.imported_at_ms, \
+             as_of = COALESCE(excluded.as_of, resident_imports.as_of)",
         )
         .bind($tenant.as_str())
         .bind($kind)
@@ -299,8 +307,144 @@ macro_rules! upsert_mark {
         .bind(rows)
         .bind($mark.file_hash.as_slice())
         .bind($now_ms)
+        .bind($mark.as_of.as_deref())
         .execute(&mut *$tx)
         .await?;
+    }};
+}
+
+/// The last applied file of a kind, read inside the import's transaction: its hash
+/// and timestamp. `None` before the first import.
+macro_rules! read_mark {
+    ($tx:expr, $tenant:expr, $kind:expr) => {{
+        let row = sqlx::query(
+            "SELECT file_hash, as_of FROM resident_imports WHERE tenant = $1 AND kind = $2",
+        )
+        .bind($tenant.as_str())
+        .bind($kind)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match row {
+            Some(r) => Some((r.bytes("file_hash")?, r.opt_text("as_of")?)),
+            None => None,
+        }
+    }};
+}
+
+/// Refuses (inside the transaction) a timestamped file older than the last applied
+/// one of its kind: applying it would roll newer data back.
+macro_rules! check_order {
+    ($tx:expr, $tenant:expr, $kind:expr, $mark:expr) => {{
+        if let (Some(new), Some((_, Some(last)))) = (&$mark.as_of, read_mark!($tx, $tenant, $kind))
+        {
+            if *new < last {
+                return Err(StoreError::Conflict(
+                    "the file is older than the last one applied",
+                ));
+            }
+        }
+    }};
+}
+
+/// Deletes rows of `$table` by key (`$col`), in batches.
+macro_rules! delete_keys {
+    ($tx:expr, $tenant:expr, $sql_head:expr, $first:expr, $binds:expr, $keys:expr) => {{
+        for chunk in $keys.chunks(KEY_BATCH) {
+            let sql = format!("{} ({})", $sql_head, placeholders($first, chunk.len()));
+            let mut q = sqlx::query(&sql).bind($tenant.as_str());
+            for b in $binds {
+                q = q.bind(b);
+            }
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            q.execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// Inserts resident rows in multi-row batches.
+macro_rules! insert_residents {
+    ($tx:expr, $tenant:expr, $rows:expr, $now_ms:expr) => {{
+        for chunk in $rows.chunks(INSERT_BATCH) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO residents (tenant, atena, household, name, kana, birth_date, sex, \
+                 relation, machiaza, address, status, name_key, kana_key, address_key, data, \
+                 row_hash, imported_at_ms) ",
+            );
+            qb.push_values(chunk, |mut b, r: &&ResidentRow| {
+                b.push_bind($tenant.as_str())
+                    .push_bind(r.atena.as_str())
+                    .push_bind(r.household.as_str())
+                    .push_bind(r.name.as_str())
+                    .push_bind(r.kana.as_str())
+                    .push_bind(r.birth_date.as_str())
+                    .push_bind(r.sex.as_str())
+                    .push_bind(r.relation.as_str())
+                    .push_bind(r.machiaza.as_str())
+                    .push_bind(r.address.as_str())
+                    .push_bind(r.status.as_str())
+                    .push_bind(r.name_key.as_str())
+                    .push_bind(r.kana_key.as_str())
+                    .push_bind(r.address_key.as_str())
+                    .push_bind(r.data.as_str())
+                    .push_bind(r.hash.as_slice())
+                    .push_bind($now_ms);
+            });
+            qb.build()
+                .execute(&mut *$tx)
+                .await
+                .map_err(|e| super::backend::classify(e, "resident", "tenant"))?;
+        }
+    }};
+}
+
+/// Inserts record rows of one kind in multi-row batches.
+macro_rules! insert_records {
+    ($tx:expr, $tenant:expr, $kind:expr, $rows:expr, $now_ms:expr) => {{
+        for chunk in $rows.chunks(INSERT_BATCH * 2) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO resident_records (tenant, kind, rkey, atena, data, row_hash, imported_at_ms) ",
+            );
+            qb.push_values(chunk, |mut b, r: &&RecordRow| {
+                b.push_bind($tenant.as_str())
+                    .push_bind($kind)
+                    .push_bind(r.key.as_str())
+                    .push_bind(r.atena.as_deref())
+                    .push_bind(r.data.as_str())
+                    .push_bind(r.hash.as_slice())
+                    .push_bind($now_ms);
+            });
+            qb.build().execute(&mut *$tx).await.map_err(|e| super::backend::classify(e, "record", "tenant"))?;
+        }
+    }};
+}
+
+/// Recomputes the touched households from the residents living in them.
+macro_rules! recompute_households {
+    ($tx:expr, $tenant:expr, $touched:expr) => {{
+        let touched: Vec<String> = $touched.into_iter().collect();
+        for chunk in touched.chunks(KEY_BATCH) {
+            let list = placeholders(2, chunk.len());
+            let sql = format!("DELETE FROM resident_households WHERE tenant = $1 AND household IN ({list})");
+            let mut q = sqlx::query(&sql).bind($tenant.as_str());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            q.execute(&mut *$tx).await?;
+            let sql = format!(
+                "INSERT INTO resident_households (tenant, household, head_atena, machiaza, address, members) \
+                 SELECT tenant, household, MAX(CASE WHEN relation = '世帯主' THEN atena END), \
+                 MIN(machiaza), MIN(address), COUNT(*) FROM residents \
+                 WHERE tenant = $1 AND status = '在住' AND household IN ({list}) \
+                 GROUP BY tenant, household"
+            );
+            let mut q = sqlx::query(&sql).bind($tenant.as_str());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            q.execute(&mut *$tx).await?;
+        }
     }};
 }
 
@@ -324,6 +468,7 @@ impl Store {
             if is_pg {
                 sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/residents", tenant.as_str())).execute(&mut *tx).await?;
             }
+            check_order!(tx, tenant, "jumin", mark);
             let existing = sqlx::query("SELECT atena, household, row_hash FROM residents WHERE tenant = $1")
                 .bind(tenant.as_str())
                 .fetch_all(&mut *tx)
@@ -469,6 +614,7 @@ impl Store {
             if is_pg {
                 sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/{kind}", tenant.as_str())).execute(&mut *tx).await?;
             }
+            check_order!(tx, tenant, kind, mark);
             let existing = sqlx::query("SELECT rkey, row_hash FROM resident_records WHERE tenant = $1 AND kind = $2")
                 .bind(tenant.as_str())
                 .bind(kind)
@@ -548,7 +694,7 @@ impl Store {
     /// The file last applied for a kind, if any (its name and hash).
     pub async fn last_import(&self, tenant: &TenantId, kind: &str) -> Result<Option<ImportMark>> {
         with_pool!(self, pool => {
-            let row = sqlx::query("SELECT file, rows, file_hash FROM resident_imports WHERE tenant = $1 AND kind = $2")
+            let row = sqlx::query("SELECT file, rows, file_hash, as_of FROM resident_imports WHERE tenant = $1 AND kind = $2")
                 .bind(tenant.as_str())
                 .bind(kind)
                 .fetch_optional(pool)
@@ -558,6 +704,7 @@ impl Store {
                     file: r.text("file")?,
                     rows: to_u64(r.int("rows")?, "import rows")?,
                     file_hash: r.bytes("file_hash")?,
+                    as_of: r.opt_text("as_of")?,
                 })
             })
             .transpose()
@@ -594,6 +741,30 @@ impl Store {
             let mut found = rows.iter().map(resident_from_row).collect::<Result<Vec<_>>>()?;
             found.sort_by(|a, b| a.atena.cmp(&b.atena));
             Ok(found)
+        })
+    }
+
+    /// 宛名番号 and folded address of the residents whose folded name is exactly
+    /// `name_key`, at most [`SEARCH_LIMIT`]: narrow rows from the name index, for the
+    /// card lookup's candidates that match by name and address (the full rows of the
+    /// few that do are read afterwards).
+    pub async fn resident_addresses_by_name(
+        &self,
+        tenant: &TenantId,
+        name_key: &str,
+    ) -> Result<Vec<(String, String)>> {
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT atena, address_key FROM residents WHERE tenant = $1 AND name_key = $2 LIMIT $3",
+            )
+            .bind(tenant.as_str())
+            .bind(name_key)
+            .bind(i64::from(SEARCH_LIMIT))
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.text("atena")?, r.text("address_key")?)))
+                .collect()
         })
     }
 
@@ -770,6 +941,358 @@ impl Store {
                 households: to_u64(households, "count")?,
                 records,
             })
+        })
+    }
+}
+
+/// Conflict reasons of delta rows.
+const ADD_EXISTING: &str = "異動区分 追加 (add) of a key that already exists";
+const CHANGE_UNKNOWN: &str = "異動区分 変更 (change) of an unknown key";
+const REMOVE_UNKNOWN: &str = "異動区分 削除 (remove) of an unknown key";
+
+fn conflicts_of<T>(ops: &[DeltaOp<T>], exists: impl Fn(&str) -> bool) -> Vec<DeltaConflict> {
+    ops.iter()
+        .filter_map(|op| {
+            let reason = match (op.action, exists(&op.key)) {
+                (DeltaAction::Add, true) => ADD_EXISTING,
+                (DeltaAction::Change, false) => CHANGE_UNKNOWN,
+                (DeltaAction::Remove, false) => REMOVE_UNKNOWN,
+                _ => return None,
+            };
+            Some(DeltaConflict {
+                line: op.line,
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn report_from_row(r: &impl Cols) -> Result<ImportReportRecord> {
+    let reasons: Vec<ReportReason> = serde_json::from_str(&r.text("reasons")?)
+        .map_err(|_| StoreError::Corrupt("import report reasons"))?;
+    let count = |c: &str| -> Result<u64> { to_u64(r.int(c)?, "import report count") };
+    Ok(ImportReportRecord {
+        id: r.int("id")?,
+        report: NewImportReport {
+            tenant: r.text("tenant")?,
+            kind: r.text("kind")?,
+            file: r.text("file")?,
+            mode: ImportMode::parse(&r.text("mode")?)
+                .ok_or(StoreError::Corrupt("import report mode"))?,
+            file_hash: hex::encode(r.bytes("file_hash")?),
+            as_of: r.opt_text("as_of")?,
+            at_ms: r.int("at_ms")?,
+            outcome: ReportOutcome::parse(&r.text("outcome")?)
+                .ok_or(StoreError::Corrupt("import report outcome"))?,
+            rows: count("rows")?,
+            added: count("added")?,
+            changed: count("changed")?,
+            removed: count("removed")?,
+            unchanged: count("unchanged")?,
+            rejected: count("rejected")?,
+            reasons,
+        },
+    })
+}
+
+const REPORT_COLS: &str = "id, tenant, kind, file, mode, file_hash, as_of, at_ms, outcome, rows, \
+     added, changed, removed, unchanged, rejected, reasons";
+
+/// Most reports a listing returns.
+pub const REPORT_LIST_LIMIT: u32 = 1000;
+
+impl Store {
+    /// Applies a 住民記録 delta file (異動分) in one transaction: every add must name
+    /// a new 宛名番号, every change or removal an existing one; otherwise nothing is
+    /// written and the conflicting lines are returned. The same file (by hash) as the
+    /// last applied one changes nothing; a timestamped file older than the last
+    /// applied one is refused. Households touched are recomputed.
+    pub async fn apply_resident_delta(
+        &self,
+        tenant: &TenantId,
+        ops: &[DeltaOp<ResidentRow>],
+        mark: &ImportMark,
+        now_ms: i64,
+    ) -> Result<DeltaApplied> {
+        for op in ops {
+            check_id("atena", &op.key)?;
+            match (&op.row, op.action) {
+                (Some(r), DeltaAction::Add | DeltaAction::Change) if r.atena == op.key => {
+                    check_resident(r)?
+                }
+                (None, DeltaAction::Remove) => {}
+                _ => return Err(StoreError::Invalid("delta row")),
+            }
+        }
+        let is_pg = self.backend() == BackendKind::Postgres;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if is_pg {
+                sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/residents", tenant.as_str())).execute(&mut *tx).await?;
+            }
+            if let Some((hash, last)) = read_mark!(tx, tenant, "jumin") {
+                if hash == mark.file_hash {
+                    return Ok(DeltaApplied::AlreadyApplied);
+                }
+                if let (Some(new), Some(last)) = (&mark.as_of, last) {
+                    if *new < last {
+                        return Ok(DeltaApplied::Older { last });
+                    }
+                }
+            }
+            // The stored state of every key the delta names.
+            let keys: Vec<&String> = ops.iter().map(|o| &o.key).collect();
+            let mut old: HashMap<String, (String, Vec<u8>, String)> = HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(KEY_BATCH) {
+                let sql = format!(
+                    "SELECT atena, household, row_hash, data FROM residents WHERE tenant = $1 AND atena IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(tenant.as_str());
+                for k in chunk {
+                    q = q.bind(k.as_str());
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    old.insert(r.text("atena")?, (r.text("household")?, r.bytes("row_hash")?, r.text("data")?));
+                }
+            }
+            let conflicts = conflicts_of(ops, |k| old.contains_key(k));
+            if !conflicts.is_empty() {
+                return Ok(DeltaApplied::Conflicts(conflicts));
+            }
+            let mut result = ApplyResult::default();
+            let mut to_write: Vec<&ResidentRow> = Vec::new();
+            let mut deletes: Vec<String> = Vec::new();
+            let mut touched: BTreeSet<String> = BTreeSet::new();
+            for op in ops {
+                match (op.action, &op.row, old.get(&op.key)) {
+                    (DeltaAction::Add, Some(r), _) => {
+                        touched.insert(r.household.clone());
+                        result.added.push(op.key.clone());
+                        to_write.push(r);
+                    }
+                    (DeltaAction::Change, Some(r), Some((household, hash, data))) => {
+                        if *hash == r.hash {
+                            result.unchanged += 1;
+                        } else {
+                            touched.insert(household.clone());
+                            touched.insert(r.household.clone());
+                            result.changed.push((op.key.clone(), data.clone()));
+                            deletes.push(op.key.clone());
+                            to_write.push(r);
+                        }
+                    }
+                    (DeltaAction::Remove, _, Some((household, _, _))) => {
+                        touched.insert(household.clone());
+                        result.removed.push(op.key.clone());
+                        deletes.push(op.key.clone());
+                    }
+                    _ => return Err(StoreError::Invalid("delta row")),
+                }
+            }
+            delete_keys!(tx, tenant, "DELETE FROM residents WHERE tenant = $1 AND atena IN", 2, std::iter::empty::<&str>(), deletes);
+            insert_residents!(tx, tenant, to_write, now_ms);
+            recompute_households!(tx, tenant, touched);
+            upsert_mark!(tx, tenant, "jumin", mark, now_ms);
+            tx.commit().await?;
+            Ok(DeltaApplied::Applied(result))
+        })
+    }
+
+    /// Applies a delta file of another kind, with the rules of
+    /// [`Store::apply_resident_delta`].
+    pub async fn apply_record_delta(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        ops: &[DeltaOp<RecordRow>],
+        mark: &ImportMark,
+        now_ms: i64,
+    ) -> Result<DeltaApplied> {
+        check_id("kind", kind)?;
+        for op in ops {
+            check_id("record key", &op.key)?;
+            match (&op.row, op.action) {
+                (Some(r), DeltaAction::Add | DeltaAction::Change) if r.key == op.key => {
+                    check_text("data", &r.data)?;
+                    if let Some(a) = &r.atena {
+                        check_text("atena", a)?;
+                    }
+                }
+                (None, DeltaAction::Remove) => {}
+                _ => return Err(StoreError::Invalid("delta row")),
+            }
+        }
+        let is_pg = self.backend() == BackendKind::Postgres;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if is_pg {
+                sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/{kind}", tenant.as_str())).execute(&mut *tx).await?;
+            }
+            if let Some((hash, last)) = read_mark!(tx, tenant, kind) {
+                if hash == mark.file_hash {
+                    return Ok(DeltaApplied::AlreadyApplied);
+                }
+                if let (Some(new), Some(last)) = (&mark.as_of, last) {
+                    if *new < last {
+                        return Ok(DeltaApplied::Older { last });
+                    }
+                }
+            }
+            let keys: Vec<&String> = ops.iter().map(|o| &o.key).collect();
+            let mut old: HashMap<String, (Vec<u8>, String)> = HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(KEY_BATCH) {
+                let sql = format!(
+                    "SELECT rkey, row_hash, data FROM resident_records WHERE tenant = $1 AND kind = $2 AND rkey IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(kind);
+                for k in chunk {
+                    q = q.bind(k.as_str());
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    old.insert(r.text("rkey")?, (r.bytes("row_hash")?, r.text("data")?));
+                }
+            }
+            let conflicts = conflicts_of(ops, |k| old.contains_key(k));
+            if !conflicts.is_empty() {
+                return Ok(DeltaApplied::Conflicts(conflicts));
+            }
+            let mut result = ApplyResult::default();
+            let mut to_write: Vec<&RecordRow> = Vec::new();
+            let mut deletes: Vec<String> = Vec::new();
+            for op in ops {
+                match (op.action, &op.row, old.get(&op.key)) {
+                    (DeltaAction::Add, Some(r), _) => {
+                        result.added.push(op.key.clone());
+                        to_write.push(r);
+                    }
+                    (DeltaAction::Change, Some(r), Some((hash, data))) => {
+                        if *hash == r.hash {
+                            result.unchanged += 1;
+                        } else {
+                            result.changed.push((op.key.clone(), data.clone()));
+                            deletes.push(op.key.clone());
+                            to_write.push(r);
+                        }
+                    }
+                    (DeltaAction::Remove, _, Some(_)) => {
+                        result.removed.push(op.key.clone());
+                        deletes.push(op.key.clone());
+                    }
+                    _ => return Err(StoreError::Invalid("delta row")),
+                }
+            }
+            delete_keys!(tx, tenant, "DELETE FROM resident_records WHERE tenant = $1 AND kind = $2 AND rkey IN", 3, [kind], deletes);
+            insert_records!(tx, tenant, kind, to_write, now_ms);
+            upsert_mark!(tx, tenant, kind, mark, now_ms);
+            tx.commit().await?;
+            Ok(DeltaApplied::Applied(result))
+        })
+    }
+
+    /// The timestamp of the newest timestamped file applied for a kind.
+    pub async fn last_import_as_of(&self, tenant: &TenantId, kind: &str) -> Result<Option<String>> {
+        with_pool!(self, pool => {
+            let row = sqlx::query("SELECT as_of FROM resident_imports WHERE tenant = $1 AND kind = $2")
+                .bind(tenant.as_str())
+                .bind(kind)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => r.opt_text("as_of"),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Keeps the report of one imported file; returns its id.
+    pub async fn record_import_report(&self, report: &NewImportReport) -> Result<i64> {
+        let tenant = TenantId::new(&report.tenant).map_err(|_| StoreError::Invalid("tenant"))?;
+        check_id("kind", &report.kind)?;
+        check_text("file", &report.file)?;
+        let hash = hex::decode(&report.file_hash).map_err(|_| StoreError::Invalid("file hash"))?;
+        let reasons =
+            serde_json::to_string(&report.reasons).map_err(|_| StoreError::Invalid("reasons"))?;
+        check_text("reasons", &reasons)?;
+        let n = |v: u64| super::backend::to_i64(v, "import report count");
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "INSERT INTO resident_import_reports (tenant, kind, file, mode, file_hash, as_of, at_ms, \
+                 outcome, rows, added, changed, removed, unchanged, rejected, reasons) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+            )
+            .bind(tenant.as_str())
+            .bind(report.kind.as_str())
+            .bind(report.file.as_str())
+            .bind(report.mode.as_str())
+            .bind(hash.as_slice())
+            .bind(report.as_of.as_deref())
+            .bind(report.at_ms)
+            .bind(report.outcome.as_str())
+            .bind(n(report.rows)?)
+            .bind(n(report.added)?)
+            .bind(n(report.changed)?)
+            .bind(n(report.removed)?)
+            .bind(n(report.unchanged)?)
+            .bind(n(report.rejected)?)
+            .bind(reasons.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(|e| super::backend::classify(e, "import report", "tenant"))?;
+            row.int("id")
+        })
+    }
+
+    /// The tenant's newest import reports, newest first (at most `limit`, capped at
+    /// [`REPORT_LIST_LIMIT`]).
+    pub async fn list_import_reports(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+    ) -> Result<Vec<ImportReportRecord>> {
+        let limit = i64::from(limit.min(REPORT_LIST_LIMIT));
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {REPORT_COLS} FROM resident_import_reports WHERE tenant = $1 ORDER BY id DESC LIMIT $2"
+            );
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(report_from_row).collect()
+        })
+    }
+
+    /// One import report of the tenant by id (`None` if it is another tenant's).
+    pub async fn import_report(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+    ) -> Result<Option<ImportReportRecord>> {
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {REPORT_COLS} FROM resident_import_reports WHERE tenant = $1 AND id = $2");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id).fetch_optional(pool).await?;
+            row.map(|r| report_from_row(&r)).transpose()
+        })
+    }
+
+    /// Whether a file with this SHA-256 was applied (or found already applied) for
+    /// the kind before.
+    pub async fn import_applied_before(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        file_hash: &[u8],
+    ) -> Result<bool> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT id FROM resident_import_reports WHERE tenant = $1 AND kind = $2 AND file_hash = $3 \
+                 AND outcome IN ('applied', 'unchanged') LIMIT 1",
+            )
+            .bind(tenant.as_str())
+            .bind(kind)
+            .bind(file_hash)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.is_some())
         })
     }
 }

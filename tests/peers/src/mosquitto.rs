@@ -144,6 +144,30 @@ impl Mosquitto {
     pub fn pid(&self) -> u32 {
         self.process.id()
     }
+
+    /// Makes the broker re-read its configuration (SIGHUP): the ACL file, and the TLS
+    /// listeners' certificates and CRL for new connections. Returns once the log says
+    /// it has reloaded.
+    pub fn reload(&self) -> Result<()> {
+        let reloads = || {
+            fs::read_to_string(self.log_path())
+                .map(|log| log.matches("Reloading config").count())
+                .unwrap_or(0)
+        };
+        let before = reloads();
+        util::signal_pid(self.pid(), "HUP");
+        let deadline = std::time::Instant::now() + util::START_TIMEOUT;
+        while reloads() == before {
+            if std::time::Instant::now() >= deadline {
+                return Err(PeerError::Unexpected {
+                    peer: PEER,
+                    message: "no \"Reloading config\" in the log after SIGHUP".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
 }
 
 /// Mosquitto reports configuration errors on stderr, everything else in its log file.

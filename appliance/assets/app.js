@@ -1,0 +1,146 @@
+// Kakanai staff UI — the only script of the tablet pages (served from the
+// appliance; the Content-Security-Policy allows nothing else).
+//
+// What it does, progressively (every form also works without it):
+// - keeps the status strip live from the Server-Sent Events at /events;
+// - refreshes the card screen's panel when /events says the card flow changed
+//   (events carry no personal data: the panel is fetched with the session cookie);
+// - drives the on-screen keypads (digits go into the form's own input only);
+// - posts forms marked data-async in the background and refreshes the panel.
+'use strict';
+
+(function () {
+  function now() {
+    return performance.timeOrigin + performance.now();
+  }
+
+  function setText(el, text) {
+    if (el) { el.textContent = text; }
+  }
+
+  function applyStatus(s) {
+    document.body.dataset.online = String(s.online);
+    const strip = document.getElementById('status-strip');
+    if (strip) { strip.dataset.lights = s.lights; }
+    (s.items || []).forEach(function (item) {
+      const el = document.querySelector('[data-status="' + item.id + '"]');
+      if (!el) { return; }
+      el.dataset.tone = item.tone;
+      setText(el.querySelector('.value'), item.label);
+    });
+    const banner = document.getElementById('offline-banner');
+    if (banner) { banner.hidden = !!s.online; }
+    // Delivery time of the event (server clock and this one are the same machine's
+    // when the tablet's browser runs on the appliance, as in the benchmarks).
+    if (typeof s.t === 'number') {
+      document.body.dataset.statusLatencyMs = String(now() - s.t);
+    }
+  }
+
+  let refreshing = null;
+  let again = false;
+
+  async function refreshPanel() {
+    const panel = document.getElementById('card-panel');
+    if (!panel) { return; }
+    if (refreshing) { again = true; return refreshing; }
+    refreshing = (async function () {
+      do {
+        again = false;
+        try {
+          const r = await fetch('/card/panel' + location.search, { cache: 'no-store', credentials: 'same-origin' });
+          if (r.status === 401) { location.assign('/login'); return; }
+          if (r.ok) {
+            panel.innerHTML = await r.text();
+            bind(panel);
+            document.body.dataset.panelAt = String(now());
+          }
+        } catch (e) {
+          // The appliance itself is unreachable: the strip says so below.
+        }
+      } while (again);
+    })();
+    try { await refreshing; } finally { refreshing = null; }
+  }
+
+  function connectEvents() {
+    if (!window.EventSource) { return; }
+    const es = new EventSource('/events');
+    es.addEventListener('status', function (e) { applyStatus(JSON.parse(e.data)); });
+    es.addEventListener('card', function () { refreshPanel(); });
+    es.addEventListener('open', function () {
+      document.body.dataset.appliance = 'up';
+      refreshPanel();
+    });
+    es.addEventListener('error', function () {
+      // EventSource reconnects by itself; meanwhile nothing shown can be trusted.
+      document.body.dataset.appliance = 'down';
+    });
+  }
+
+  function bindKeypad(form) {
+    const length = Number(form.dataset.length);
+    const input = form.querySelector('.keypad-input');
+    const slots = Array.prototype.slice.call(form.querySelectorAll('.slot'));
+    const submit = form.querySelector('[data-action="submit"]');
+    const secret = form.dataset.keypad === 'pin';
+    form.classList.add('scripted');
+    input.value = '';
+    function show() {
+      const v = input.value;
+      slots.forEach(function (slot, i) {
+        slot.textContent = i < v.length ? (secret ? '●' : v[i]) : '';
+        slot.classList.toggle('filled', i < v.length);
+      });
+      submit.disabled = v.length !== length;
+    }
+    form.querySelectorAll('[data-key]').forEach(function (key) {
+      key.addEventListener('click', function () {
+        if (input.value.length < length) { input.value += key.dataset.key; }
+        show();
+      });
+    });
+    const back = form.querySelector('[data-action="back"]');
+    back.addEventListener('click', function () {
+      input.value = input.value.slice(0, -1);
+      show();
+    });
+    show();
+  }
+
+  async function postAsync(form, event) {
+    event.preventDefault();
+    const buttons = form.querySelectorAll('button');
+    buttons.forEach(function (b) { b.disabled = true; });
+    const body = new URLSearchParams(new FormData(form));
+    // Digits typed on a keypad leave the page's memory once sent.
+    const input = form.querySelector('.keypad-input');
+    if (input) { input.value = ''; }
+    try {
+      const r = await fetch(form.action, { method: 'POST', body: body, credentials: 'same-origin', redirect: 'follow' });
+      if (r.redirected && new URL(r.url).pathname === '/login') { location.assign('/login'); return; }
+      const panel = document.getElementById('card-panel');
+      if (r.status === 409 && panel) {
+        panel.innerHTML = await r.text();
+        bind(panel);
+        return;
+      }
+      if (r.status === 403) { location.reload(); return; }
+      await refreshPanel();
+    } catch (e) {
+      buttons.forEach(function (b) { b.disabled = false; });
+    }
+  }
+
+  function bind(root) {
+    root.querySelectorAll('form[data-keypad]').forEach(bindKeypad);
+    root.querySelectorAll('form[data-async]').forEach(function (form) {
+      form.addEventListener('submit', function (e) { postAsync(form, e); });
+    });
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    bind(document);
+    connectEvents();
+  });
+})();
