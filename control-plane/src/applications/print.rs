@@ -257,3 +257,105 @@ impl Printing {
         Ok(receipt)
     }
 }
+
+/// `applications.print` parameters: the applications to print at the calling
+/// appliance, in order.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrintParams {
+    /// Application numbers.
+    pub numbers: Vec<String>,
+}
+
+/// `applications.print` result: the job is at the appliance; the applications become
+/// `printed` when it reports the job completed (its print events reach the UI).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PrintResponse {
+    /// The job id the appliance reports under.
+    pub job_id: String,
+    /// Pages to print.
+    pub pages: usize,
+}
+
+/// The `applications.print` RPC (permission `application.create`). The printing
+/// service is set once the control plane runs ([`PrintHandler::ready`]); until then
+/// the method answers `printing-unavailable`.
+#[derive(Clone, Default)]
+pub struct PrintHandler(Arc<std::sync::OnceLock<Printing>>);
+
+impl std::fmt::Debug for PrintHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrintHandler")
+    }
+}
+
+impl PrintHandler {
+    /// A handler waiting for its printing service.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hands the handler its printing service (later calls are ignored).
+    pub fn ready(&self, printing: Printing) {
+        let _ = self.0.set(printing);
+    }
+}
+
+fn rpc_err(code: &str, message: &str) -> kakanai_protocol::catalogue::RpcError {
+    kakanai_protocol::catalogue::RpcError {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+impl crate::rpc::RpcHandler for PrintHandler {
+    fn method(&self) -> &'static str {
+        "applications.print"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a crate::rpc::RpcContext,
+        params: ciborium::Value,
+    ) -> crate::rpc::RpcFuture<'a> {
+        Box::pin(async move {
+            let staff = ctx.require(crate::staff::permissions::APPLICATION_CREATE)?;
+            let p: PrintParams = params
+                .deserialized()
+                .map_err(|_| rpc_err("invalid-params", "パラメータが正しくありません"))?;
+            let printing = self
+                .0
+                .get()
+                .ok_or_else(|| rpc_err("printing-unavailable", "印刷の準備ができていません"))?;
+            let tenant = TenantId::new(ctx.tenant.as_str())
+                .map_err(|_| rpc_err("internal", "システムエラーが発生しました"))?;
+            let act = Act::staff_at(&staff.staff_id, ctx.device.as_str(), ctx.now_ms);
+            match printing
+                .print(&tenant, &ctx.device, &p.numbers, None, act, None)
+                .await
+            {
+                Ok(receipt) => ciborium::Value::serialized(&PrintResponse {
+                    job_id: receipt.job_id,
+                    pages: receipt.pages,
+                })
+                .map_err(|_| rpc_err("internal", "システムエラーが発生しました")),
+                Err(PrintError::Unknown(_)) => Err(rpc_err("not-found", "申請が見つかりません")),
+                Err(PrintError::NotPrintable { .. }) => Err(rpc_err(
+                    "illegal-transition",
+                    "受付済み・取消済みの申請は印刷できません",
+                )),
+                Err(PrintError::Empty) => {
+                    Err(rpc_err("invalid-params", "印刷する申請がありません"))
+                }
+                Err(PrintError::Refused(_)) | Err(PrintError::Service(_)) => Err(rpc_err(
+                    "printer-unreachable",
+                    "窓口端末に印刷を送れませんでした。端末とプリンターを確認してください",
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "printing failed");
+                    Err(rpc_err("internal", "システムエラーが発生しました"))
+                }
+            }
+        })
+    }
+}

@@ -6,6 +6,7 @@
 //! | `applications.accept` | `application.create` | [`AcceptParams`] (number from the scanned code) | [`ApplicationRecord`] |
 //! | `applications.cancel` | `application.create` | [`CancelParams`] | [`ApplicationRecord`] |
 //! | `applications.list` | `application.view` | [`ListParams`] (a visit) | [`ListResponse`] |
+//! | `applications.print` | `application.create` | [`super::print::PrintParams`] | [`super::print::PrintResponse`] (registered by `serve`: it needs the document engine and the running service) |
 //!
 //! Error codes: `invalid-params` (the message never quotes the parameters: they hold
 //! personal data), `unauthenticated`, `forbidden`, `not-found`, `illegal-transition`,

@@ -721,6 +721,16 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         options.sessions = staff;
         // applications.create-certificate-request, .accept, .cancel, .list.
         kakanai_control_plane::applications::rpc::register(&mut options.dispatcher, store.clone());
+        // applications.print: forms rendered here, printed at the calling counter.
+        // The fonts and templates are checked now: a missing font stops the start.
+        let engine = std::sync::Arc::new(
+            kakanai_documents::Engine::new(kakanai_documents::EngineConfig::default())
+                .context("starting the document engine")?,
+        );
+        let print_handler = kakanai_control_plane::applications::print::PrintHandler::new();
+        options
+            .dispatcher
+            .register(std::sync::Arc::new(print_handler.clone()));
         // residents.lookup-card, residents.search, residents.get, residents.household.
         let drop_config = kakanai_control_plane::residents::drop::DropConfig::load(path)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -733,9 +743,25 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         let tenants = config.tenants.clone();
         let export_schedule = kakanai_control_plane::applications::schedule::load(path)
             .map_err(|e| anyhow::anyhow!(e))?;
+        let fleet_sync = kakanai_control_plane::service::fleet_sync::FleetSyncConfig::load(path)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let running = service::start(config, options)
             .await
             .context("starting the service")?;
+        print_handler.ready(kakanai_control_plane::applications::print::Printing::new(
+            engine,
+            store.clone(),
+            running.service().clone(),
+        ));
+        // Devices enrolled or revoked by central IT (kakanai-provision CA directories).
+        let (fleet_stop, fleet_stopped) = tokio::sync::watch::channel(false);
+        if let Some(c) = fleet_sync {
+            tokio::spawn(kakanai_control_plane::service::fleet_sync::run(
+                store.clone(),
+                c,
+                fleet_stopped,
+            ));
+        }
         // The RPA/data export, on its schedule.
         let exporter = export_schedule.map(|s| {
             kakanai_control_plane::applications::schedule::spawn(store.clone(), tenants.clone(), s)
@@ -756,6 +782,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         });
         shutdown_signal().await;
         tracing::info!("stopping");
+        let _ = fleet_stop.send(true);
         if let Some(s) = scheduler {
             s.stop().await;
         }

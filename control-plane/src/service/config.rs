@@ -30,6 +30,10 @@
 //! keep_business_days = 2               # optional
 //! times = ["02:00", "20:00"]           # optional; JST
 //!
+//! [fleet]                              # optional; follow kakanai-provision CA dirs
+//! ca_dirs = ["/srv/kakanai/ca/city-a"] # devices registered / revoked from there
+//! sync_seconds = 30                    # optional
+//!
 //! [residents.import]                   # optional; core-system files (residents::drop)
 //! drop_dir = "/srv/kakanai/drop"       # files of tenant T in DROP_DIR/T/
 //! every_minutes = 10                   # and/or
@@ -125,6 +129,10 @@ struct RawConfig {
     /// `[backup]`: automatic verified backups (crate::backup).
     #[serde(default)]
     backup: Option<crate::backup::BackupConfig>,
+    /// `[fleet]`: the CA directories the device registry follows
+    /// (`service::fleet_sync`).
+    #[serde(default)]
+    fleet: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,6 +373,14 @@ impl ServiceConfig {
                     "1 or more of [A-Za-z0-9_-] (no MQTT wildcards or separators)",
                 ));
             }
+        }
+        if let Some(t) = &raw.fleet {
+            super::fleet_sync::FleetSyncConfig::from_table(t).map_err(|message| {
+                ConfigError::Invalid {
+                    field: "fleet",
+                    message,
+                }
+            })?;
         }
         if let Some(t) = &raw.residents {
             crate::residents::drop::DropConfig::from_table(t).map_err(|message| {

@@ -47,6 +47,7 @@
 pub mod broker;
 mod checkpoints;
 pub mod config;
+pub mod fleet_sync;
 mod http;
 mod ingest;
 pub mod metrics;
