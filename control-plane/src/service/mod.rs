@@ -54,7 +54,7 @@ pub mod metrics;
 pub mod sequence;
 pub mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash as _, Hasher as _};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -84,12 +84,13 @@ use crate::store::{Store, StoreError};
 const SEQUENCE_BLOCK: u64 = 1024;
 /// Workers handling messages (devices are spread over them by hash).
 const WORKERS: usize = 4;
-/// Messages queued per worker. The event loop waits when a queue is full; the broker
-/// then holds further messages (we PUBACK only after handling).
+/// Messages queued per worker. When a queue is full, further messages for it wait in
+/// the MQTT task's pending list (the event loop itself never waits on a worker); we
+/// PUBACK only after handling, so the broker's in-flight limit bounds that list.
 const WORKER_QUEUE: usize = 256;
 /// rumqttc's request queue: a handled message publishes at most two messages (answer
-/// and ack) plus its PUBACK, so it never fills from the workers while the event
-/// loop waits on them (which would be a deadlock: only the event loop drains it).
+/// and ack) plus its PUBACK. Only the event loop drains it, and it keeps turning
+/// while workers are busy, so this is room for bursts, not a correctness bound.
 const REQUEST_QUEUE: usize = 4 * WORKERS * WORKER_QUEUE;
 /// The file of the control plane's own sequence counter, in the data directory.
 pub const SEQUENCE_FILE: &str = "control-plane.seq";
@@ -740,16 +741,47 @@ fn worker_for(topic: &str, workers: usize) -> usize {
     usize::try_from(h.finish() % (workers.max(1) as u64)).unwrap_or(0)
 }
 
+/// Room in the worker that handles `p` (its device's), or `None` when the workers
+/// are gone (shutting down) — then the message stays unacknowledged and the broker
+/// delivers it again on the next connection.
+async fn reserve_for<'a>(
+    workers: Option<&'a [mpsc::Sender<rumqttc::Publish>]>,
+    p: Option<&rumqttc::Publish>,
+) -> Option<mpsc::Permit<'a, rumqttc::Publish>> {
+    let (workers, p) = (workers?, p?);
+    workers
+        .get(worker_for(&p.topic, workers.len()))?
+        .reserve()
+        .await
+        .ok()
+}
+
 impl MqttTask {
     async fn run(mut self) {
         let service = self.service.clone();
         let metrics = &service.inner.metrics;
         let mut attempt = 0u32;
         let mut subacks = 0usize;
+        // Messages read from the broker and not yet taken by their worker. The event
+        // loop never waits on a worker: rumqttc hands out buffered incoming packets
+        // before it drains our request queue (answers, acks, PUBACKs), so a loop
+        // blocked on a full worker while the workers wait on a full request queue
+        // would stall for good when a broker sends many messages at once. Bounded in
+        // practice by the broker's in-flight limit for us (Mosquitto
+        // `max_inflight_messages`).
+        let mut pending: VecDeque<rumqttc::Publish> = VecDeque::new();
         loop {
             let event = tokio::select! {
-                e = self.eventloop.poll() => e,
                 _ = self.shutdown.wait_for(|s| *s) => break,
+                permit = reserve_for(self.workers.as_deref(), pending.front()), if !pending.is_empty() => {
+                    // Without a worker (shutting down) the message stays
+                    // unacknowledged: the broker delivers it again later.
+                    if let (Some(permit), Some(p)) = (permit, pending.pop_front()) {
+                        permit.send(p);
+                    }
+                    continue;
+                }
+                e = self.eventloop.poll() => e,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -785,13 +817,8 @@ impl MqttTask {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Some(workers) = &self.workers else {
-                        continue;
-                    };
-                    let i = worker_for(&p.topic, workers.len());
-                    if let Some(w) = workers.get(i) {
-                        // Waits when the worker is busy; see WORKER_QUEUE / REQUEST_QUEUE.
-                        let _ = w.send(p).await;
+                    if self.workers.is_some() {
+                        pending.push_back(p);
                     }
                 }
                 Ok(_) => {}
