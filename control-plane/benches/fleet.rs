@@ -251,6 +251,10 @@ async fn connect(port: u16, i: usize, with_will: bool) -> Appliance {
         ));
     }
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    // As the appliance's link does: no Nagle delay between a request and an ack.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let acks = Arc::new(AtomicU64::new(0));
     let rpc: Arc<Mutex<HashMap<MessageId, oneshot::Sender<Envelope>>>> = Arc::default();
     let (ready_tx, ready_rx) = oneshot::channel();
