@@ -401,8 +401,14 @@ async fn staff_log_in_and_read_a_my_number_card_with_the_pin_typed_on_the_tablet
     tablet
         .tap("form[data-keypad=pin] [data-action=submit]")
         .await;
+    // Which message depends on which PC/SC error the pull produces first (the card
+    // gone, or a failed transmit): either way staff are told to put the card back.
     tablet
-        .wait_text(".notice", "読み取りの途中でカードが外されました")
+        .wait_for(
+            "(t => t.includes('読み取りの途中でカードが外されました') || \
+             (t.includes('カードを読み取れませんでした') && t.includes('置き直してください')))\
+             ((document.querySelector('.notice') || {innerText: ''}).innerText)",
+        )
         .await;
     tablet.screenshot("card-removed").await;
     card.insert();
