@@ -35,6 +35,7 @@
 
 pub mod catalogue;
 pub mod cose;
+pub mod counter;
 pub mod envelope;
 pub mod error;
 pub mod examples;
