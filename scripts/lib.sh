@@ -41,6 +41,14 @@ KK_TEST_PACKAGES=(
     python3-venv
 )
 
+# What the demo runs beside the product: the virtual card reader, the IPP printer
+# (with the D-Bus and Avahi daemons it needs) and the forms' fonts.
+KK_DEMO_PACKAGES=(
+    pcscd vsmartcard-vpcd
+    cups-ipp-utils dbus avahi-daemon
+    fonts-ipaexfont fonts-ipamj-mincho
+)
+
 kk_require_cargo() {
     command -v cargo >/dev/null || kk_die "cargo not found: install Rust (https://rustup.rs) first"
 }

@@ -15,4 +15,9 @@
 //!
 //! (The COSE interoperability tests live with the protocol, in
 //! `protocol/tests/interop.rs`.)
+//! - `src/stack.rs` — the whole counter as separate processes (control plane, broker,
+//!   appliance, pcscd + vpcd, ippeveprinter, a pty scanner), for `scripts/demo`
+//!   (`kakanai-demo`) and the counter end-to-end tests.
 #![forbid(unsafe_code)]
+
+pub mod stack;

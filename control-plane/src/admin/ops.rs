@@ -63,7 +63,8 @@ impl AdminOps {
         Self { staff }
     }
 
-    fn store(&self) -> &Store {
+    /// The store it changes.
+    pub fn store(&self) -> &Store {
         self.staff.store()
     }
 
@@ -106,6 +107,35 @@ impl AdminOps {
         initial_password: &Secret,
         groups: &BTreeSet<String>,
     ) -> Result<AuditEntry, StaffError> {
+        self.create(who, login_id, display_name, initial_password, groups, true)
+            .await
+    }
+
+    /// Creates an account whose password need not be changed at first login: for the
+    /// demo and training environments only (`staff add --training`), where the
+    /// accounts and their passwords are printed in the exercises. Audited with
+    /// `must_change_password: false`.
+    pub async fn create_training_staff(
+        &self,
+        who: &Who,
+        login_id: &str,
+        display_name: &str,
+        password: &Secret,
+        groups: &BTreeSet<String>,
+    ) -> Result<AuditEntry, StaffError> {
+        self.create(who, login_id, display_name, password, groups, false)
+            .await
+    }
+
+    async fn create(
+        &self,
+        who: &Who,
+        login_id: &str,
+        display_name: &str,
+        initial_password: &Secret,
+        groups: &BTreeSet<String>,
+        must_change_password: bool,
+    ) -> Result<AuditEntry, StaffError> {
         crate::staff::check_login_id(login_id)?;
         crate::staff::check_display_name(display_name)?;
         self.policy()
@@ -117,20 +147,20 @@ impl AdminOps {
                 login_id: login_id.to_owned(),
                 display_name: display_name.trim().to_owned(),
                 password_hash: phc,
-                must_change_password: true,
+                must_change_password,
             })),
             AdminChange::Staff(StaffChange::SetGroups {
                 login_id: login_id.to_owned(),
                 groups: groups.clone(),
             }),
         ];
-        self.apply(
-            who,
-            &changes,
-            "admin:staff.create",
-            json!({ "staff": login_id, "groups": groups }),
-        )
-        .await
+        let detail = if must_change_password {
+            json!({ "staff": login_id, "groups": groups })
+        } else {
+            json!({ "staff": login_id, "groups": groups, "must_change_password": false })
+        };
+        self.apply(who, &changes, "admin:staff.create", detail)
+            .await
     }
 
     /// Changes a display name.

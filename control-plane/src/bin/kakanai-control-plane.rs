@@ -144,11 +144,38 @@ enum Command {
     },
     /// Restore the store from a verified backup (stop the service first).
     Restore(kakanai_control_plane::backup::cli::RestoreArgs),
+    /// Staff accounts and groups: the first administrator, demo and training accounts.
+    Staff {
+        #[command(subcommand)]
+        command: kakanai_control_plane::staff::cli::StaffCommand,
+    },
+    /// Tenants (cities).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// Run the control plane service until SIGTERM or Ctrl-C.
     Serve {
         /// The service configuration (TOML).
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with the city's name as printed on its forms (書無市); an
+    /// existing tenant is left as it is.
+    Add {
+        /// The database; default: KAKANAI_DATABASE_URL.
+        #[arg(long)]
+        database: Option<String>,
+        /// The tenant id (as in topics and configuration).
+        #[arg(long)]
+        tenant: String,
+        /// The city's name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -232,6 +259,21 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config),
+        Command::Staff { command } => {
+            runtime()?.block_on(kakanai_control_plane::staff::cli::run(command))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Add {
+                    database,
+                    tenant,
+                    name,
+                },
+        } => {
+            tenant_add(database, &tenant, &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backup { command } => kakanai_control_plane::backup::cli::run(command),
         Command::Restore(args) => kakanai_control_plane::backup::cli::restore(args),
         Command::Export {
@@ -319,6 +361,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for (file, rows) in &summary.files {
                 println!("  {file}: {rows} rows");
             }
+            // Virtual My Number cards of demo people (issue 9), in DIR/demo/.
+            let demo = kakanai_control_plane::residents::gen::write_demo(&out, seed, residents)?;
+            println!(
+                "demo cards in {}: {}",
+                demo.dir.display(),
+                demo.files.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Import {
@@ -443,6 +492,37 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `tenant add`.
+fn tenant_add(database: Option<String>, tenant: &str, name: &str) -> anyhow::Result<()> {
+    let database = database_url(database)?;
+    let id = kakanai_protocol::topic::Ident::new(tenant).context("--tenant")?;
+    let name = name.trim();
+    anyhow::ensure!(!name.is_empty(), "--name: the city's name is needed");
+    runtime()?.block_on(async {
+        let store = kakanai_control_plane::store::Store::open(&database)
+            .await
+            .context("opening the store")?;
+        match store.get_tenant(&id).await? {
+            Some(t) => println!("tenant {id} exists ({})", t.name),
+            None => {
+                let record = kakanai_control_plane::store::Tenant {
+                    id: id.clone(),
+                    name: name.to_owned(),
+                };
+                store.create_tenant(&record, now_ms()).await?;
+                println!("tenant {id} created");
+            }
+        }
+        Ok(())
+    })
 }
 
 /// `--database`, else `KAKANAI_DATABASE_URL`.
@@ -740,6 +820,15 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         );
         kakanai_control_plane::residents::rpc::ResidentsRpc::new(store.clone(), mapping)
             .register(&mut options.dispatcher);
+        // counter.*: the counter flows (certificates, life events), printing once running.
+        let counter = kakanai_control_plane::counter::CounterRpc::new(
+            store.clone(),
+            drop_config
+                .as_ref()
+                .and_then(|c| c.my_number_key.as_ref())
+                .map(kakanai_control_plane::residents::MyNumberKey::new),
+        );
+        counter.register(&mut options.dispatcher);
         let tenants = config.tenants.clone();
         let export_schedule = kakanai_control_plane::applications::schedule::load(path)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -748,6 +837,11 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         let running = service::start(config, options)
             .await
             .context("starting the service")?;
+        counter.printing_ready(kakanai_control_plane::applications::print::Printing::new(
+            std::sync::Arc::clone(&engine),
+            store.clone(),
+            running.service().clone(),
+        ));
         print_handler.ready(kakanai_control_plane::applications::print::Printing::new(
             engine,
             store.clone(),

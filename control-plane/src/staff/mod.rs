@@ -39,6 +39,7 @@
 //! could).
 
 pub mod admin;
+pub mod cli;
 pub mod import;
 mod login;
 pub mod password;

@@ -15,6 +15,7 @@
 //! | [`ipp`] | [`IppPrinter`] | `ippeveprinter` IPP Everywhere printer that keeps printed documents; [`IppPrinter::start`] simulates 5–15 s per job, [`IppPrinter::start_with_command`] runs a print command (`-c`) whose exit status completes or aborts each job |
 //! | [`chromium`] | [`Chromium`], [`chromium_dump_dom`] | headless Chromium with a DevTools port |
 //! | [`proxy`] | [`TcpProxy`] | fault-injecting TCP proxy: network cut, half-open connection |
+//! | [`scanner`] | [`PtyScanner`] | a serial 2-D code scanner: a pty behind a symlink, codes typed with CR LF |
 //! | [`util`] | [`free_port`], [`free_port_pair`], [`port_accepts`] | shared plumbing |
 //!
 //! # Parallel tests
@@ -45,6 +46,7 @@ pub mod mosquitto;
 pub mod pcscd;
 pub mod postgres;
 pub mod proxy;
+pub mod scanner;
 pub mod util;
 
 use std::io;
@@ -56,6 +58,7 @@ pub use mosquitto::Mosquitto;
 pub use pcscd::Pcscd;
 pub use postgres::Postgres;
 pub use proxy::TcpProxy;
+pub use scanner::PtyScanner;
 pub use util::{free_port, free_port_pair, port_accepts};
 
 /// Why a peer could not be started or used.
