@@ -3,8 +3,9 @@
 //
 // What it does, progressively (every form also works without it):
 // - keeps the status strip live from the Server-Sent Events at /events;
-// - refreshes the card screen's panel when /events says the card flow changed
-//   (events carry no personal data: the panel is fetched with the session cookie);
+// - refreshes the page's live panel ([data-panel-src], e.g. the card screen's and
+//   the visit's) when /events names one of its events ([data-panel-on]): events
+//   carry no personal data, the panel is fetched with the session cookie;
 // - drives the on-screen keypads (digits go into the form's own input only);
 // - posts forms marked data-async in the background and refreshes the panel.
 'use strict';
@@ -40,15 +41,30 @@
   let refreshing = null;
   let again = false;
 
+  function livePanel() {
+    return document.querySelector('[data-panel-src]');
+  }
+
+  // Staff typing in the panel (a name, a kana prefix) keep what they typed: the
+  // refresh waits until they leave the field.
+  function typing(panel) {
+    const a = document.activeElement;
+    return !!a && panel.contains(a) && a.tagName === 'INPUT' && a.type !== 'hidden' && a.value !== '';
+  }
+
   async function refreshPanel() {
-    const panel = document.getElementById('card-panel');
+    const panel = livePanel();
     if (!panel) { return; }
+    if (typing(panel)) {
+      document.activeElement.addEventListener('blur', function () { refreshPanel(); }, { once: true });
+      return;
+    }
     if (refreshing) { again = true; return refreshing; }
     refreshing = (async function () {
       do {
         again = false;
         try {
-          const r = await fetch('/card/panel' + location.search, { cache: 'no-store', credentials: 'same-origin' });
+          const r = await fetch(panel.dataset.panelSrc + location.search, { cache: 'no-store', credentials: 'same-origin' });
           if (r.status === 401) { location.assign('/login'); return; }
           if (r.ok) {
             panel.innerHTML = await r.text();
@@ -67,7 +83,15 @@
     if (!window.EventSource) { return; }
     const es = new EventSource('/events');
     es.addEventListener('status', function (e) { applyStatus(JSON.parse(e.data)); });
-    es.addEventListener('card', function () { refreshPanel(); });
+    ['card', 'visit'].forEach(function (name) {
+      es.addEventListener(name, function () {
+        const panel = livePanel();
+        if (!panel || (panel.dataset.panelOn || '').split(' ').indexOf(name) < 0) { return; }
+        // The visit changing never wipes a PIN being typed on the card screen's keypad.
+        if (name === 'visit' && panel.querySelector('form[data-keypad]')) { return; }
+        refreshPanel();
+      });
+    });
     es.addEventListener('open', function () {
       document.body.dataset.appliance = 'up';
       refreshPanel();
@@ -112,14 +136,22 @@
     event.preventDefault();
     const buttons = form.querySelectorAll('button');
     buttons.forEach(function (b) { b.disabled = true; });
+    // Visible progress while the appliance answers.
+    form.classList.add('sending');
+    document.body.dataset.sending = 'true';
     const body = new URLSearchParams(new FormData(form));
     // Digits typed on a keypad leave the page's memory once sent.
     const input = form.querySelector('.keypad-input');
     if (input) { input.value = ''; }
     try {
-      const r = await fetch(form.action, { method: 'POST', body: body, credentials: 'same-origin', redirect: 'follow' });
-      if (r.redirected && new URL(r.url).pathname === '/login') { location.assign('/login'); return; }
-      const panel = document.getElementById('card-panel');
+      // The attribute, not the property: a control named "action" would shadow it.
+      const r = await fetch(form.getAttribute('action'), { method: 'POST', body: body, credentials: 'same-origin', redirect: 'follow' });
+      const to = r.redirected ? new URL(r.url).pathname : null;
+      if (to === '/login') { location.assign('/login'); return; }
+      const panel = livePanel();
+      // An action that leads elsewhere (a card taken into the visit, the visit
+      // ended) goes there.
+      if (to && (to !== location.pathname || !panel)) { location.assign(r.url); return; }
       if (r.status === 409 && panel) {
         panel.innerHTML = await r.text();
         bind(panel);
@@ -129,10 +161,16 @@
       await refreshPanel();
     } catch (e) {
       buttons.forEach(function (b) { b.disabled = false; });
+    } finally {
+      form.classList.remove('sending');
+      delete document.body.dataset.sending;
     }
   }
 
   function bind(root) {
+    // The server sends staff on (a card taken into a 転入 visit goes back to it).
+    const go = root.querySelector('[data-goto]');
+    if (go) { location.assign(go.dataset.goto); return; }
     root.querySelectorAll('form[data-keypad]').forEach(bindKeypad);
     root.querySelectorAll('form[data-async]').forEach(function (form) {
       form.addEventListener('submit', function (e) { postAsync(form, e); });

@@ -19,6 +19,8 @@
 //! - [`applications`] — application records (draft → printed → accepted → exported
 //!   → completed, or cancelled), printing at the counter, the RPA/data export.
 //! - [`admin`] — the administrators' web UI (fleet, staff and groups, audit search).
+//! - [`counter`] — the counter flows' RPCs (issue 9): certificate requests and
+//!   life-event visits from the card to the accepted forms.
 //! - [`backup`] — encrypted online backups verified by restoring them into a scratch
 //!   store, retention by business days, restore to a point (issue 11).
 //! - [`rules`] — the procedure catalogue and the determination of every procedure a
@@ -29,6 +31,7 @@ pub mod admin;
 pub mod applications;
 pub mod audit;
 pub mod backup;
+pub mod counter;
 pub mod model;
 pub mod residents;
 pub mod rpc;

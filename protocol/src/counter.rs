@@ -17,6 +17,7 @@
 //! | [`PrintVisit`] `counter.print` | [`PrintVisitRequest`] | [`PrintVisitResponse`] | `application.create` |
 //! | [`Accept`] `counter.accept` | [`AcceptRequest`] (the scanned code) | [`VisitView`] | `application.create` |
 //! | [`GetVisit`] `counter.visit` | [`VisitRef`] | [`VisitView`] | `application.view` |
+//! | [`Addresses`] `counter.addresses` | `()` | [`AddressMenu`] | `procedure.determine` |
 //!
 //! Dates are ISO `YYYY-MM-DD` strings (the UI shows them in 和暦). Error codes are
 //! those of the other RPCs: `invalid-params`, `forbidden`, `not-found`,
@@ -581,6 +582,30 @@ pub struct AcceptRequest {
     pub code: String,
 }
 
+/// One 町字 of the city's address master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachiazaOption {
+    /// 町字コード (goes in [`Destination::machiaza`]).
+    pub code: String,
+    /// 町字名 as written, with its 丁目 (緑町二丁目).
+    pub name: String,
+    /// Its reading, when the master has one (for sorting and finding).
+    #[serde(default)]
+    pub kana: String,
+}
+
+/// `counter.addresses` result: what staff choose a new address in the city from
+/// (a 転居, or a 転入 whose 転出先 `counter.determine` could not place:
+/// `address-unknown`). The UI sends the chosen 町字 as [`Destination::machiaza`]
+/// and `city` + 町字名 + the 番地 typed on a keypad as [`Destination::address`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressMenu {
+    /// 都道府県 and 市区町村 as printed before the 町字 (架空県見本市).
+    pub city: String,
+    /// The 町字, in the master's order.
+    pub machiaza: Vec<MachiazaOption>,
+}
+
 macro_rules! method {
     ($(#[$doc:meta])* $name:ident = $wire:literal, $req:ty => $resp:ty) => {
         $(#[$doc])*
@@ -622,6 +647,11 @@ method!(
 method!(
     /// `counter.visit`: a visit's applications now.
     GetVisit = "counter.visit", VisitRef => VisitView
+);
+method!(
+    /// `counter.addresses`: the 町字 of the address master (added for the staff UI's
+    /// address picker; additive).
+    Addresses = "counter.addresses", () => AddressMenu
 );
 
 #[cfg(test)]

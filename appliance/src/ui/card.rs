@@ -411,14 +411,18 @@ impl Ui {
         } else {
             Lookup::Unreachable
         };
-        self.with_card(|s| {
+        let current = self.with_card(|s| {
             if s.epoch != epoch {
-                return;
+                return false;
             }
             if let CardScreen::Read { lookup: l, .. } = &mut s.screen {
                 *l = lookup;
             }
+            true
         });
+        if current {
+            self.auto_take_card(&owner, &token);
+        }
     }
 
     /// Starts over: the face is forgotten; a card still on the reader is checked again.
@@ -442,12 +446,13 @@ impl Ui {
         }
     }
 
-    /// Forgets what session `id` read (at its logout).
+    /// Forgets what session `id` read (at its logout), and its visit.
     pub(crate) fn card_forget(&self, id: &str) {
         let owned = self.card_lock().owner.as_deref() == Some(id);
         if owned {
             self.card_reset();
         }
+        self.visit_end(id);
     }
 
     /// Runs `f` on the screen as session `id` may see it: the face only for the

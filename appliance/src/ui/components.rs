@@ -74,3 +74,106 @@ pub fn post_button(action: &str, text: &str, csrf: &str, class: &str) -> Markup 
         }
     }
 }
+
+/// A button doing one visit action (`POST /visit/act`): `action` with `value` and
+/// `extra`. `hook` goes in the button's `data-act` (what tests and the script find
+/// it by: `action` or `action:value`).
+pub fn act_button(
+    csrf: &str,
+    action: &str,
+    value: Option<&str>,
+    extra: Option<&str>,
+    text: &str,
+    class: &str,
+) -> Markup {
+    let hook = match value {
+        Some(v) => format!("{action}:{v}"),
+        None => action.to_owned(),
+    };
+    html! {
+        form method="post" action="/visit/act" class="inline" data-async {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="op" value=(action);
+            @if let Some(v) = value { input type="hidden" name="value" value=(v); }
+            @if let Some(e) = extra { input type="hidden" name="extra" value=(e); }
+            button type="submit" class=(format!("btn {class}")) data-act=(hook) { (text) }
+        }
+    }
+}
+
+/// A one-line text form for a visit action (`text` field) with its submit button;
+/// for what only a keyboard can give (a kana prefix, a name typed by staff).
+pub fn act_text(
+    csrf: &str,
+    action: &str,
+    label: &str,
+    current: &str,
+    button: &str,
+    input_mode: &str,
+) -> Markup {
+    let id = format!("text-{action}");
+    html! {
+        form method="post" action="/visit/act" class="text-form" data-async {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="op" value=(action);
+            label for=(id) { (label) }
+            div class="text-row" {
+                input id=(id) name="text" type="text" value=(current) inputmode=(input_mode)
+                    autocomplete="off" maxlength="100";
+                button type="submit" class="btn btn-primary" data-act=(action) { (button) }
+            }
+        }
+    }
+}
+
+/// A month of day buttons (no typing): `action` with the day as `YYYY-MM-DD`,
+/// ◀ ▶ for the month (`nav_action` with `prev` / `next`). Days after `last`
+/// (a day count) cannot be chosen; `selected` is marked.
+pub fn calendar(
+    csrf: &str,
+    action: &str,
+    nav_action: &str,
+    month_first: i64,
+    selected: Option<&str>,
+    last: i64,
+) -> Markup {
+    use super::visit::{civil_from_days, iso, month_len};
+    let (y, m, _) = civil_from_days(month_first);
+    let len = i64::from(month_len(y, m));
+    // 1970-01-01 was a Thursday (4 with Sunday = 0).
+    let lead = (month_first + 4).rem_euclid(7);
+    let next_disabled = month_first + len > last;
+    let title = super::visit::wareki_iso(&iso(month_first));
+    let title = title.split('月').next().unwrap_or("").to_owned() + "月";
+    html! {
+        div class="calendar" data-calendar=(action) data-month=(format!("{y:04}-{m:02}")) {
+            div class="cal-head" {
+                (act_button(csrf, nav_action, Some("prev"), None, "◀ 前の月", "btn-small"))
+                span class="cal-title" { (title) "（" (y) "年" (m) "月）" }
+                @if next_disabled {
+                    button type="button" class="btn btn-small" disabled { "次の月 ▶" }
+                } @else {
+                    (act_button(csrf, nav_action, Some("next"), None, "次の月 ▶", "btn-small"))
+                }
+            }
+            div class="cal-grid" {
+                @for w in ["日", "月", "火", "水", "木", "金", "土"] { span class="cal-wd" { (w) } }
+                @for _ in 0..lead { span class="cal-empty" {} }
+                @for d in 0..len {
+                    @let day = iso(month_first + d);
+                    @let class = if selected == Some(day.as_str()) { "btn cal-day selected" } else { "btn cal-day" };
+                    @if month_first + d > last {
+                        button type="button" class=(class) disabled { (d + 1) }
+                    } @else {
+                        form method="post" action="/visit/act" class="inline" data-async {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="op" value=(action);
+                            input type="hidden" name="value" value=(day);
+                            button type="submit" class=(class) data-day=(day) { (d + 1) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -15,17 +15,21 @@
 //! - [`status`] — the status strip's model and the Server-Sent Events it pushes;
 //! - [`lights`] — the counter lights as a function of the counter's state;
 //! - [`card`] — the card-read flow (state machine);
+//! - [`visit`] — the visit (受付) of a staff session: certificate requests and life
+//!   events, a state machine fed by the visit screens, the scanner and the printer;
 //! - [`wareki`] — 和暦 dates;
 //! - [`headers`] — strict response headers (CSP, frame denial, no-store);
 //! - [`assets`] — the embedded CSS and script;
 //! - [`layout`] and [`components`] — the page frame (status strip, offline banner)
 //!   and shared pieces (keypad, notices, buttons);
-//! - [`screens`] — one module per screen: login, home, card, password change.
+//! - [`screens`] — one module per screen: login, home, card, password change, the
+//!   visit (`screens::visit`, with `certificate` and `event` for their steps).
 //!
 //! Routes: `GET /` (home), `GET|POST /login`, `POST /logout`, `GET|POST /password`,
 //! `GET /card`, `GET /card/panel` (the card screen's live part), `POST /card/pin`,
-//! `POST /card/code-b`, `POST /card/reset`, `GET /events` (SSE: `status`, `card`,
-//! `print`, `scan`), `GET /assets/*`. Every state-changing request is a POST carrying
+//! `POST /card/code-b`, `POST /card/reset`, `GET /visit`, `GET /visit/panel`,
+//! `POST /visit/start`, `POST /visit/act`, `GET /events` (SSE: `status`, `card`,
+//! `print`, `scan`, `visit`), `GET /assets/*`. Every state-changing request is a POST carrying
 //! the session's CSRF token.
 
 pub mod assets;
@@ -38,6 +42,7 @@ pub mod screens;
 pub mod session;
 pub mod staff;
 pub mod status;
+pub mod visit;
 pub mod wareki;
 
 use std::convert::Infallible;
@@ -105,6 +110,7 @@ struct Inner {
     status: Mutex<Status>,
     lights: Mutex<LightsDriver>,
     card: Mutex<card::CardState>,
+    visits: Mutex<visit::Visits>,
     events: broadcast::Sender<UiEvent>,
 }
 
@@ -142,6 +148,7 @@ impl Ui {
                 status: Mutex::new(status),
                 lights: Mutex::new(LightsDriver::new(lights)),
                 card: Mutex::new(card::CardState::default()),
+                visits: Mutex::new(visit::Visits::default()),
                 events,
             }),
         };
@@ -169,6 +176,10 @@ impl Ui {
             .route("/card/pin", post(screens::card::submit_pin))
             .route("/card/code-b", post(screens::card::submit_code_b))
             .route("/card/reset", post(screens::card::reset))
+            .route("/visit", get(screens::visit::page))
+            .route("/visit/panel", get(screens::visit::panel))
+            .route("/visit/start", post(screens::visit::start))
+            .route("/visit/act", post(screens::visit::act))
             .route("/events", get(events))
             .route("/assets/{file}", get(assets::serve))
             .layer(axum::middleware::map_response(headers::strict))
@@ -272,9 +283,13 @@ impl Ui {
                 if done {
                     self.poll_printer_now();
                 }
+                self.visit_on_print(p);
             }
             // The code's content stays out of the event: a page asks for it.
-            DeviceEvent::Scan(_) => self.publish("scan", format!("{{\"t\":{}}}", now_ms())),
+            DeviceEvent::Scan(s) => {
+                self.publish("scan", format!("{{\"t\":{}}}", now_ms()));
+                self.visit_on_scan(s);
+            }
         }
     }
 

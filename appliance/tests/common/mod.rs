@@ -1,10 +1,13 @@
 //! A stand-in control plane for the appliance's tests: an MQTT client holding the
 //! control plane's key, verifying what the appliance sends, acking it, answering
 //! Ping RPCs and the staff UI's RPCs (`staff.login`, `staff.whoami`, `staff.logout`;
-//! other methods are `unknown-method`, as on the real control plane), and sending
-//! commands, all through `kakanai-protocol`.
+//! other methods are `unknown-method`, as on the real control plane), the counter
+//! flows' methods through [`counter::CounterDesk`] (a test stand-in with made-up
+//! data), and sending commands, all through `kakanai-protocol`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+pub mod counter;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +45,8 @@ pub struct ControlPlane {
     pub auto_ack: Arc<AtomicBool>,
     pub seq: std::sync::atomic::AtomicU64,
     pub staff: Arc<StaffDesk>,
+    /// The counter flows' stand-in desk.
+    pub counter: Arc<counter::CounterDesk>,
 }
 
 impl ControlPlane {
@@ -66,6 +71,7 @@ impl ControlPlane {
             auto_ack: Arc::clone(&auto),
             seq: std::sync::atomic::AtomicU64::new(1),
             staff: Arc::new(StaffDesk::default()),
+            counter: Arc::new(counter::CounterDesk::default()),
         });
         let me = Arc::clone(&cp);
         tokio::spawn(async move {
@@ -100,6 +106,21 @@ impl ControlPlane {
                         let resp = if req.method == "ping" {
                             let text: String = req.params::<Ping>().unwrap();
                             RpcResponse::ok::<Ping>(&text).unwrap()
+                        } else if counter::CounterDesk::handles(&req.method) {
+                            let live = me.staff.has_session(req.session.as_deref());
+                            let (resp, job) = me.counter.answer(req, live);
+                            if let Some(job) = job {
+                                // Sent from a task of its own, like every answer
+                                // (see `reply`).
+                                let exp = now_ms() + 60_000;
+                                let sender = Arc::clone(&me);
+                                tokio::spawn(async move {
+                                    sender
+                                        .command_with(Body::PrintJob(job), None, Some(exp))
+                                        .await;
+                                });
+                            }
+                            resp
                         } else {
                             me.staff.answer(req)
                         };
@@ -281,6 +302,11 @@ impl StaffDesk {
     /// Ends every session (as the control plane does at expiry).
     pub fn expire_all(&self) {
         self.sessions.lock().unwrap().clear();
+    }
+
+    /// Whether `token` is a live session.
+    pub fn has_session(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| self.sessions.lock().unwrap().contains_key(t))
     }
 
     pub fn calls(&self) -> Vec<String> {

@@ -12,7 +12,7 @@
 //!   transaction (`Store::apply_admin_changes`);
 //! - `layout` — the page frame (header, navigation), times in JST, the embedded
 //!   assets (`control-plane/assets/admin/`);
-//! - `dashboard`, `fleet`, `staff`, `audit` — the pages.
+//! - `dashboard`, `fleet`, `staff`, `audit`, `stats` — the pages.
 //!
 //! Adding a page (imports, catalogue, applications, statistics, backups): write a
 //! module with `pub(super) fn routes() -> Router<AdminState>` whose handlers take an
@@ -43,6 +43,7 @@ mod layout;
 pub mod ops;
 mod session;
 mod staff;
+mod stats;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -135,6 +136,11 @@ pub const NAV: &[NavItem] = &[
         label: "監査ログ",
         permission: Some(permissions::AUDIT_SEARCH),
     },
+    NavItem {
+        path: "/admin/stats",
+        label: "窓口統計",
+        permission: Some(permissions::ADMIN_STATS),
+    },
 ];
 
 /// The permissions that make a staff account an administrator (any one of them lets
@@ -145,6 +151,7 @@ pub const ADMIN_PERMISSIONS: &[&str] = &[
     permissions::ADMIN_CATALOG,
     permissions::AUDIT_SEARCH,
     permissions::AUDIT_EXPORT,
+    permissions::ADMIN_STATS,
 ];
 
 /// The admin UI's routes (all under `/admin`), with the security headers; empty when
@@ -166,6 +173,7 @@ pub fn router(service: Service, settings: AdminSettings) -> Router {
         .merge(fleet::routes())
         .merge(staff::routes())
         .merge(audit::routes())
+        .merge(stats::routes())
         .route(
             "/admin",
             axum::routing::get(|| async { Redirect::to("/admin/") }),

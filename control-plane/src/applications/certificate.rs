@@ -9,8 +9,8 @@
 //!   catalogue makes free, [`FREE_OPTIONS`]) and `fee_total` is Σ fee × copies;
 //! - the `個人番号` and `住民票コード` options only for 本人 or 同一世帯 requesters
 //!   (住民基本台帳法 12条: a third party or an agent never gets them on a 住民票);
-//! - purpose, destination and ID check are not blank, and a 第三者 states the reason
-//!   (purpose) — 12条の3.
+//! - purpose and ID check are not blank, and a 第三者 also states where the
+//!   certificate goes (提出先) — 12条の3.
 
 use serde::{Deserialize, Serialize};
 
@@ -150,10 +150,10 @@ impl std::fmt::Debug for CertificateRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateError {
     /// No items.
-    #[error("the request names no certificate")]
+    #[error("請求する証明書が選ばれていません")]
     NoItems,
     /// The certificate id is not in the catalogue.
-    #[error("item {item}: unknown certificate {certificate:?}")]
+    #[error("{item}件目: 証明書 {certificate} は手続き定義にありません")]
     UnknownCertificate {
         /// 1-based item.
         item: usize,
@@ -161,7 +161,7 @@ pub enum CertificateError {
         certificate: String,
     },
     /// An option the certificate does not have.
-    #[error("item {item}: {certificate} has no option {option:?}")]
+    #[error("{item}件目: 証明書 {certificate} に「{option}」の記載事項はありません")]
     UnknownOption {
         /// 1-based item.
         item: usize,
@@ -171,7 +171,9 @@ pub enum CertificateError {
         option: String,
     },
     /// An option this requester may not have.
-    #[error("item {item}: option {option:?} is only for the person or their household")]
+    #[error(
+        "{item}件目: 「{option}」は本人又は同一世帯の方の請求に限ります（住民基本台帳法12条）"
+    )]
     OptionNotAllowed {
         /// 1-based item.
         item: usize,
@@ -179,7 +181,7 @@ pub enum CertificateError {
         option: String,
     },
     /// Copies out of range.
-    #[error("item {item}: copies must be 1 to {MAX_COPIES}, not {copies}")]
+    #[error("{item}件目: 通数は1〜{MAX_COPIES}通です（{copies}通が指定されました）")]
     Copies {
         /// 1-based item.
         item: usize,
@@ -187,7 +189,7 @@ pub enum CertificateError {
         copies: u32,
     },
     /// The fee is not the catalogue's.
-    #[error("item {item}: fee {given} yen, the catalogue says {expected} yen per copy")]
+    #[error("{item}件目: 手数料が{given}円になっていますが、1通{expected}円です")]
     Fee {
         /// 1-based item.
         item: usize,
@@ -197,7 +199,7 @@ pub enum CertificateError {
         expected: i64,
     },
     /// The total is not the sum.
-    #[error("fee_total {given} yen, the items add up to {expected} yen")]
+    #[error("手数料の合計が{given}円になっていますが、各証明書の合計は{expected}円です")]
     Total {
         /// Total given.
         given: i64,
@@ -205,10 +207,10 @@ pub enum CertificateError {
         expected: i64,
     },
     /// A required text is blank.
-    #[error("{0} is required")]
+    #[error("{0}を入力してください")]
     Missing(&'static str),
     /// The certificate is in the catalogue but no request form covers it.
-    #[error("item {item}: no request form for certificate {certificate:?}")]
+    #[error("{item}件目: 証明書 {certificate} の請求書の様式がありません")]
     NoForm {
         /// 1-based item.
         item: usize,
@@ -223,12 +225,15 @@ impl CertificateRequest {
         if self.items.is_empty() {
             return Err(CertificateError::NoItems);
         }
-        for (what, text) in [
-            ("purpose", &self.purpose),
-            ("destination", &self.destination),
-            ("id_check", &self.id_check),
+        // 提出先 is asked of a third party only (住基法12条の3: the purpose and where
+        // the certificate goes); the person or their household may leave it blank.
+        let third_party = self.relationship == Relationship::ThirdParty;
+        for (what, text, needed) in [
+            ("使用目的", &self.purpose, true),
+            ("提出先", &self.destination, third_party),
+            ("本人確認書類", &self.id_check, true),
         ] {
-            if text.trim().is_empty() {
+            if needed && text.trim().is_empty() {
                 return Err(CertificateError::Missing(what));
             }
         }

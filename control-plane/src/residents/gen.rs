@@ -5,13 +5,18 @@
 //! Deterministic: the same seed and size give the same bytes on every platform and
 //! every version of our dependencies, because the generator uses its own SplitMix64
 //! and its own range reduction (a library's distributions may change between
-//! releases). The city is 見本県書無市 (かかないし) as of [`REFERENCE_DATE`].
+//! releases). The city is 見本県書無市 (かかないし) as of [`reference_date`].
 //!
 //! Households follow the shape of a Japanese city: about 45 % one person (many of
 //! them elderly living alone), couples, couples with children, single parents, an
 //! elderly parent living with a grown-up child, three generations. About 1 % of
 //! families carry a name with an IVS (渡邉 + U+E0111), a character outside the BMP
 //! (𠮷) or a 旧字体 (髙, 﨑, 邊, 齋, 澤, 濱); a few percent are foreign residents.
+//!
+//! The 転出証明書情報 announce single people and whole families (2–5 people: same
+//! 世帯主, 前住所, 転出予定日, and a 転出先 in this city's address master) moving in.
+//! [`write_demo`] writes virtual My Number cards of demo people (a resident, the first
+//! family of four moving in) for `kakanai-vcard`.
 //!
 //! Files and encodings (see [`super::mapping`] for the columns, `reference_mapping.toml`):
 //! UTF-8 with BOM for the files that carry names (`jumin.csv`, `jutogai.csv`,
@@ -1592,8 +1597,304 @@ fn write_records(
             my_number(&mut rng),
         ]);
     }
+    // Whole families moving in (from their own stream, so the single people above
+    // stay as they were for a seed).
+    for family in moving_in_families(city, seed) {
+        for m in &family {
+            f.line(&[
+                m.code.clone(),
+                m.name.clone(),
+                m.kana.clone(),
+                m.birth.to_string(),
+                if m.male { "1" } else { "2" }.into(),
+                m.previous.clone(),
+                m.move_date.to_string(),
+                m.destination.clone(),
+                m.head_name.clone(),
+                m.relation.into(),
+                m.my_number.clone(),
+            ]);
+        }
+    }
     f.write(out, files)?;
     Ok(())
+}
+
+/// One person of a family moving in (a 転出証明書情報 row).
+struct Mover {
+    code: String,
+    name: String,
+    kana: String,
+    birth: Date,
+    male: bool,
+    relation: &'static str,
+    previous: String,
+    move_date: Date,
+    destination: String,
+    head_name: String,
+    my_number: String,
+}
+
+/// Families moving in (特例転入), 2–5 people each, the first a couple with two
+/// children (one at 小学校, one younger): same 世帯主, 前住所, 転出予定日 and 転出先
+/// (an address of this city's master). At least four families; one per 3,000 people
+/// in larger cities. Deterministic for the seed.
+fn moving_in_families(city: &City, seed: u64) -> Vec<Vec<Mover>> {
+    let r = reference_date();
+    let mut rng = Rng::new(seed.wrapping_mul(0x100_0000_01B3).wrapping_add(10));
+    let count = (city.people.len() / 3000).max(4);
+    let mut families = Vec::with_capacity(count);
+    for f in 0..count {
+        let size = if f == 0 { 4 } else { 2 + rng.below(4) };
+        let (fk, fr) = *rng.pick(&city.lists.family);
+        let single_parent = f > 0 && rng.chance(0.2);
+        let head_age = rng.range(30, 46);
+        let head_male = rng.chance(if single_parent { 0.15 } else { 0.85 });
+        let previous = city.other_place(&mut rng);
+        let move_date = date_between(&mut rng, r, r.add_days(10));
+        let destination = city.address_text(&city.random_addr(&mut rng)).0;
+        let mut people: Vec<(i64, bool, &'static str)> = vec![(head_age, head_male, "世帯主")];
+        if !single_parent {
+            people.push((
+                (head_age + rng.range(-4, 3)).max(22),
+                !head_male,
+                if head_male { "妻" } else { "夫" },
+            ));
+        }
+        let kids = size - people.len();
+        for k in 0..kids {
+            let age = if f == 0 {
+                [rng.range(7, 11), rng.range(2, 5)][k.min(1)]
+            } else {
+                rng.range(0, (head_age - 24).clamp(1, 17))
+            };
+            people.push((age, rng.chance(0.51), "子"));
+        }
+        let mut members = Vec::with_capacity(size);
+        let mut head_full = String::new();
+        for (i, (age, male, relation)) in people.into_iter().enumerate() {
+            let (gk, gr) = city.given(&mut rng, male);
+            let name = format!("{fk}\u{3000}{gk}");
+            if i == 0 {
+                head_full = name.clone();
+            }
+            members.push(Mover {
+                code: format!(
+                    "{:011}",
+                    90_000_000_000u64 + rng.below(9_999_999_999) as u64
+                ),
+                name,
+                kana: format!("{fr}\u{3000}{gr}"),
+                birth: birth_for_age(&mut rng, age),
+                male,
+                relation,
+                previous: previous.clone(),
+                move_date,
+                destination: destination.clone(),
+                head_name: String::new(),
+                my_number: my_number(&mut rng),
+            });
+        }
+        for m in &mut members {
+            m.head_name = head_full.clone();
+        }
+        families.push(members);
+    }
+    families
+}
+
+// ---------------------------------------------------------------------------------
+// Demo cards
+
+/// What [`write_demo`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoSummary {
+    /// The directory (`OUT/demo`).
+    pub dir: PathBuf,
+    /// The files written, in order.
+    pub files: Vec<String>,
+}
+
+/// The PIN of every demo card.
+pub const DEMO_PIN: &str = "1234";
+
+/// A year of the Japanese era a date falls in (照合番号B uses it).
+fn era_year(d: Date) -> i32 {
+    let on_or_after = |y: i32, m: u8, day: u8| Date::new(y, m, day).is_some_and(|s| d >= s);
+    if on_or_after(2019, 5, 1) {
+        d.year() - 2018
+    } else if on_or_after(1989, 1, 8) {
+        d.year() - 1988
+    } else if on_or_after(1926, 12, 25) {
+        d.year() - 1925
+    } else {
+        d.year() - 1911
+    }
+}
+
+struct DemoCard {
+    file: String,
+    label: String,
+    who: String,
+    name: String,
+    address: String,
+    birth: Date,
+    male: bool,
+    my_number: String,
+    expiry: Date,
+    security_code: String,
+}
+
+impl DemoCard {
+    fn code_b(&self) -> String {
+        format!(
+            "{:02}{:02}{:02}{:04}{}",
+            era_year(self.birth),
+            self.birth.month(),
+            self.birth.day(),
+            self.expiry.year(),
+            self.security_code
+        )
+    }
+
+    fn profile(&self) -> String {
+        let v = serde_json::json!({
+            "type": "mynumber",
+            "label": self.label,
+            "pin": DEMO_PIN,
+            "my_number": self.my_number,
+            "name": self.name,
+            "address": self.address,
+            "birth_date": self.birth.to_string(),
+            "sex": if self.male { "1" } else { "2" },
+            "expiry_date": self.expiry.to_string(),
+            "security_code": self.security_code,
+        });
+        let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+fn card_expiry(birth: Date) -> Date {
+    // The 10th birthday after issue for adults, the 5th for children; issued a year
+    // before the reference date.
+    let issued = reference_date().year() - 1;
+    let years = if age_on(birth, reference_date()) >= 18 {
+        10
+    } else {
+        5
+    };
+    Date::new(issued + years, birth.month(), birth.day())
+        .or_else(|| Date::new(issued + years, 3, 1))
+        .unwrap_or_else(reference_date)
+}
+
+/// Writes `OUT/demo/`: virtual My Number card profiles (`kakanai-vcard`'s JSON) for
+/// `resident.json` — an adult of the city heading a household of two or more, for
+/// the certificate demo — and `family-1.json` … `family-4.json` — the four members
+/// of the first family moving in, the card's address their 前住所 —, each with PIN
+/// [`DEMO_PIN`], and `README.txt` naming who they are and their 照合番号B. The same
+/// seed and size as [`gen_city`] give the people of that city. All synthetic.
+pub fn write_demo(out: &Path, seed: u64, residents: usize) -> Result<DemoSummary, GenError> {
+    let dir = out.join("demo");
+    std::fs::create_dir_all(&dir).map_err(|source| GenError::Io {
+        file: dir.clone(),
+        source,
+    })?;
+    let city = City::build(seed, residents)?;
+    let mut rng = Rng::new(seed.wrapping_mul(0x100_0000_01B3).wrapping_add(11));
+    let mut cards = Vec::new();
+    let plain = |name: &str| {
+        name.chars()
+            .all(|c| (c as u32) < 0x10000 && !('\u{FE00}'..='\u{FE0F}').contains(&c))
+    };
+    let resident = city.households.iter().find_map(|h| {
+        let living: Vec<&Person> = h
+            .members
+            .iter()
+            .map(|&m| &city.people[m])
+            .filter(|p| p.living())
+            .collect();
+        let head = living.first()?;
+        (living.len() >= 2
+            && head.role == Role::Head
+            && head.foreign.is_none()
+            // No 方書: the card's address is the 住所 exactly as forms print it.
+            && h.addr.building.is_none()
+            && (25..65).contains(&head.age())
+            && plain(&head.name()))
+        .then_some((h, *head))
+    });
+    if let Some((h, p)) = resident {
+        let address = city.address_text(&h.addr).0;
+        cards.push(DemoCard {
+            file: "resident.json".into(),
+            label: "demo-resident".into(),
+            who: format!(
+                "書無市の住民（世帯主、世帯{}人）。証明書請求のデモ用。宛名番号 {:010}",
+                h.members.len(),
+                p.atena
+            ),
+            name: p.name(),
+            address,
+            birth: p.birth,
+            male: p.male,
+            my_number: p.my_number.clone(),
+            expiry: card_expiry(p.birth),
+            security_code: format!("{:04}", rng.below(10_000)),
+        });
+    }
+    if let Some(family) = moving_in_families(&city, seed)
+        .into_iter()
+        .find(|f| f.len() == 4)
+    {
+        for (i, m) in family.iter().enumerate() {
+            cards.push(DemoCard {
+                file: format!("family-{}.json", i + 1),
+                label: format!("demo-family-{}", i + 1),
+                who: format!(
+                    "転入する4人家族の{}（住民票コード {}）。カードの住所は前住所",
+                    m.relation, m.code
+                ),
+                name: m.name.clone(),
+                address: m.previous.clone(),
+                birth: m.birth,
+                male: m.male,
+                my_number: m.my_number.clone(),
+                expiry: card_expiry(m.birth),
+                security_code: format!("{:04}", rng.below(10_000)),
+            });
+        }
+    }
+    let mut files = Vec::new();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| GenError::Io { file: path, source })
+    };
+    let mut readme = format!(
+        "Kakanai demo cards (架空のデータです / synthetic data, no real person)\r\n\
+         City: {CITY_PREFECTURE}{CITY_NAME}, generated with seed {seed} and {residents} residents.\r\n\
+         Insert one with: kakanai-vcard <file>. PIN (暗証番号) of every card: {DEMO_PIN}.\r\n\
+         照合番号B = birth date in era YYMMDD + card expiry year + security code.\r\n\r\n"
+    );
+    for c in &cards {
+        write(&c.file, &c.profile())?;
+        files.push(c.file.clone());
+        readme.push_str(&format!(
+            "{}\r\n  {}\r\n  氏名 {}  生年月日 {}  性別 {}\r\n  住所 {}\r\n  照合番号B {}  PIN {DEMO_PIN}\r\n\r\n",
+            c.file,
+            c.who,
+            c.name,
+            c.birth,
+            if c.male { "男" } else { "女" },
+            c.address,
+            c.code_b(),
+        ));
+    }
+    write("README.txt", &readme)?;
+    files.push("README.txt".into());
+    Ok(DemoSummary { dir, files })
 }
 
 // ---------------------------------------------------------------------------------

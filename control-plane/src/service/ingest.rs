@@ -25,8 +25,14 @@
 //! that boot, long after the window has moved on. An offline presence is applied
 //! whenever its signature verifies, unless it comes from an older boot than the one
 //! stored; broker ACLs keep others from publishing on a device's presence topic.
+//!
+//! An RPC request runs in a task of its own once recorded (at most
+//! [`RPCS_PER_WORKER`] per worker): its handler may wait for another message of the
+//! same appliance, which this worker must be free to ingest. It is acked when
+//! answered.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use kakanai_protocol::catalogue::{
     Ack, AckStatus, Body, DeviceClass, DeviceStatus, PresenceState, PrintState, RpcOutcome,
@@ -39,7 +45,7 @@ use kakanai_protocol::seal::Opener;
 use kakanai_protocol::topic::Channel;
 use kakanai_protocol::{Envelope, KeyId, MessageId, ProtocolError, Topic, VerifyingKey};
 use rumqttc::Publish;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::{now_ms, Service};
 use crate::model::{Actor, AuditRecord, Place, TenantId};
@@ -53,7 +59,18 @@ pub(super) struct Worker {
     openers: HashMap<TenantId, Opener>,
     /// (tenant, kid) whose stored window has been loaded into the opener.
     loaded: HashSet<(TenantId, KeyId)>,
+    /// RPCs of this worker's devices running at once (see [`RPCS_PER_WORKER`]).
+    rpc_slots: Arc<Semaphore>,
 }
+
+/// How many RPCs a worker runs at once. An RPC runs in a task of its own, beside the
+/// worker's message loop: a handler may wait for a message from the same appliance
+/// (`counter.print` waits until the appliance accepted the print job, and that
+/// acceptance is an ack ingested by this very worker), which would otherwise wait
+/// behind the RPC that waits for it. When every slot is taken the worker waits for
+/// one, so a burst of RPCs slows one worker's devices down instead of growing without
+/// bound.
+const RPCS_PER_WORKER: usize = 16;
 
 /// The refusal reasons (metric labels).
 fn reason_of(e: &ProtocolError) -> &'static str {
@@ -86,6 +103,7 @@ impl Worker {
             svc,
             openers: HashMap::new(),
             loaded: HashSet::new(),
+            rpc_slots: Arc::new(Semaphore::new(RPCS_PER_WORKER)),
         }
     }
 
@@ -305,7 +323,22 @@ impl Worker {
         let id = envelope.id;
         let meta = envelope_meta(&envelope);
         let done = match envelope.body {
-            Body::RpcRequest(request) => self.rpc(topic, &meta, request, now).await,
+            Body::RpcRequest(request) => {
+                // In a task of its own (see RPCS_PER_WORKER); it acks the request
+                // once answered, as below.
+                let Ok(slot) = Arc::clone(&self.rpc_slots).acquire_owned().await else {
+                    return;
+                };
+                let responder = Worker::new(self.svc.clone());
+                let topic = topic.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    if responder.rpc(&topic, &meta, request, now).await {
+                        responder.ack(&topic, id, AckStatus::Accepted).await;
+                    }
+                });
+                return;
+            }
             Body::Ack(ack) => self.command_ack(topic, &ack, now).await,
             body => self.report(topic, id, &body, now).await,
         };

@@ -52,6 +52,8 @@ pub const ADMIN_CATALOG: &str = "admin.catalog";
 pub const AUDIT_SEARCH: &str = "audit.search";
 /// 操作ログの出力.
 pub const AUDIT_EXPORT: &str = "audit.export";
+/// 窓口統計の閲覧・出力.
+pub const ADMIN_STATS: &str = "admin.stats";
 
 /// Every permission, in the order the admin UI lists them.
 pub const CATALOGUE: &[Permission] = &[
@@ -126,6 +128,10 @@ pub const CATALOGUE: &[Permission] = &[
     Permission {
         name: AUDIT_EXPORT,
         description: "操作ログの出力",
+    },
+    Permission {
+        name: ADMIN_STATS,
+        description: "窓口統計の閲覧・出力",
     },
 ];
 

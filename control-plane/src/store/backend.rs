@@ -48,6 +48,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "residents delta",
         include_str!("../../migrations/sqlite/0006_residents_delta.sql"),
     ),
+    (
+        7,
+        "counter guides",
+        include_str!("../../migrations/sqlite/0007_counter_guides.sql"),
+    ),
+    (
+        8,
+        "stats",
+        include_str!("../../migrations/sqlite/0008_stats.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -79,6 +89,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "residents delta",
         include_str!("../../migrations/postgres/0006_residents_delta.sql"),
+    ),
+    (
+        7,
+        "counter guides",
+        include_str!("../../migrations/postgres/0007_counter_guides.sql"),
+    ),
+    (
+        8,
+        "stats",
+        include_str!("../../migrations/postgres/0008_stats.sql"),
     ),
 ];
 

@@ -28,6 +28,10 @@
 //!   (issue 7).
 //! - [`applications`] — visits, applications (each transition one transaction with
 //!   its audit entry) and export batches (issue 8).
+//! - [`counter`] — the procedure guide kept per life-event visit (migration 0007)
+//!   and whole-kind record reads for the counter flows (issue 9).
+//! - [`stats`] — counter statistics (R9): visits and applications of a date range,
+//!   grouped by procedure, counter, staff group, day or hour, with handling times.
 //!
 //! How the one interface stays one: every method is written once, inside
 //! `with_pool!`, which expands the body once per backend with that backend's pool, so
@@ -50,11 +54,13 @@ pub mod applications;
 mod audit;
 mod backend;
 mod catalog;
+pub mod counter;
 mod fleet;
 pub mod maintenance;
 mod residents;
 mod sessions;
 mod staff;
+pub mod stats;
 mod tenants;
 pub mod types;
 

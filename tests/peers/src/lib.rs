@@ -15,6 +15,7 @@
 //! | [`ipp`] | [`IppPrinter`] | `ippeveprinter` IPP Everywhere printer that keeps printed documents; [`IppPrinter::start`] simulates 5–15 s per job, [`IppPrinter::start_with_command`] runs a print command (`-c`) whose exit status completes or aborts each job |
 //! | [`chromium`] | [`Chromium`], [`chromium_dump_dom`] | headless Chromium with a DevTools port |
 //! | [`proxy`] | [`TcpProxy`] | fault-injecting TCP proxy: network cut, half-open connection |
+//! | [`tablet`] | [`Tablet`] | a page of headless Chromium on a 10-inch tablet's viewport, counting taps and keystrokes |
 //! | [`scanner`] | [`PtyScanner`] | a serial 2-D code scanner: a pty behind a symlink, codes typed with CR LF |
 //! | [`util`] | [`free_port`], [`free_port_pair`], [`port_accepts`] | shared plumbing |
 //!
@@ -47,6 +48,7 @@ pub mod pcscd;
 pub mod postgres;
 pub mod proxy;
 pub mod scanner;
+pub mod tablet;
 pub mod util;
 
 use std::io;
@@ -59,6 +61,7 @@ pub use pcscd::Pcscd;
 pub use postgres::Postgres;
 pub use proxy::TcpProxy;
 pub use scanner::PtyScanner;
+pub use tablet::Tablet;
 pub use util::{free_port, free_port_pair, port_accepts};
 
 /// Why a peer could not be started or used.

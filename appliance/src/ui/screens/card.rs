@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::login::CsrfForm;
 use super::{csrf_ok, forbidden, require_staff, see_other};
 use crate::ui::card::{CardScreen, Entry, Lookup, Notice};
-use crate::ui::components::{keypad, notice, post_button, KeypadKind};
+use crate::ui::components::{act_button, keypad, notice, post_button, KeypadKind};
 use crate::ui::layout::{self, Frame, OFFLINE_TITLE};
 use crate::ui::session::SessionView;
 use crate::ui::wareki::birth_date_label;
@@ -81,10 +81,15 @@ pub async fn page(
         },
         html! {
             div class="screen-head" {
-                a class="btn btn-small" href="/" { "メニューへ" }
+                @if ui.visit_view(&session.id, |v| v.is_some()) {
+                    a class="btn btn-small" href="/visit" data-act="back-to-visit" { "受付に戻る" }
+                } @else {
+                    a class="btn btn-small" href="/" { "メニューへ" }
+                }
                 h1 class="screen-title" { "マイナンバーカードの読み取り" }
             }
-            section id="card-panel" class="panel" aria-live="polite" {
+            section id="card-panel" class="panel" aria-live="polite"
+                data-panel-src="/card/panel" data-panel-on="card visit" {
                 (panel_markup(&ui, &session, q.entry(), None))
             }
         },
@@ -115,9 +120,23 @@ fn sex_label(sex: Sex) -> &'static str {
 fn panel_markup(ui: &Ui, session: &SessionView, entry: Entry, refused: Option<&Notice>) -> Markup {
     let csrf = &session.csrf;
     let status = ui.status();
+    // A card taken into a 転入 visit without a tap: back to the visit (the script
+    // follows `data-goto`).
+    let goto_visit = ui.take_card_taken(&session.id);
+    // The visit open for this session, if any: a read person can join it.
+    let visit = ui.visit_view(&session.id, |v| {
+        v.filter(|v| v.step == crate::ui::visit::Step::People && v.busy.is_none())
+            .map(|v| (v.kind, v.members.is_empty()))
+    });
+    let take = if visit.is_some_and(|(_, first)| first) {
+        "この方で受付"
+    } else {
+        "この方を追加"
+    };
     ui.card_view(&session.id, |screen, mine| {
         html! {
             div class="card-state" data-card-state=(screen.name()) {
+                @if goto_visit { div data-goto="/visit" hidden {} }
                 @if let Some(n) = refused { (notice(n, "warn")) }
                 @match screen {
                     CardScreen::Waiting => {
@@ -208,7 +227,7 @@ fn panel_markup(ui: &Ui, session: &SessionView, entry: Entry, refused: Option<&N
                                             @if *exact { "住民記録と一致しました。" } @else { "住民記録の候補: " strong { (candidates.len()) "件" } }
                                         }
                                         ol class="candidates" {
-                                            @for c in candidates.iter().take(5) {
+                                            @for (i, c) in candidates.iter().enumerate().take(5) {
                                                 li class="candidate" {
                                                     span class="cand-name" { (c.resident.name) }
                                                     span class="cand-kana" { (c.resident.kana) }
@@ -216,6 +235,9 @@ fn panel_markup(ui: &Ui, session: &SessionView, entry: Entry, refused: Option<&N
                                                     span class="cand-address" { (c.resident.address) }
                                                     span class="cand-status" { (c.resident.status) }
                                                     span class="cand-reason" { (c.reason) }
+                                                    @if visit.is_some_and(|(k, _)| k.as_str() != "move_in") {
+                                                        (act_button(csrf, "card-person", Some(&i.to_string()), None, take, if i == 0 && *exact { "btn-primary" } else { "btn-secondary" }))
+                                                    }
                                                 }
                                             }
                                         }
@@ -227,6 +249,14 @@ fn panel_markup(ui: &Ui, session: &SessionView, entry: Entry, refused: Option<&N
                             }
                             @if *card_removed {
                                 p class="info" { "カードは取り外されました。" }
+                            }
+                            @if let Some((kind, first)) = visit {
+                                @if kind.as_str() == "move_in" {
+                                    div class="actions take" {
+                                        (act_button(csrf, "card-person", Some("0"), None,
+                                            if first { "この方で受付（転出証明書情報を照会）" } else { "この方のカードを確認" }, "btn-primary"))
+                                    }
+                                }
                             }
                         } @else {
                             (notice(&Notice {

@@ -1,5 +1,7 @@
-//! The home screen after login: the counter's tasks as large tiles. The certificate
-//! and life-event flows add their tiles here.
+//! The home screen after login: the counter's tasks as large tiles — 証明書の請求 and
+//! the seven life events (each opens a visit: `POST /visit/start`, hook
+//! `[data-start="KIND"]`), and the card reader. While a visit is open the tiles give
+//! way to "受付を続ける" and "受付を終了": one visit per staff session at a time.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -7,10 +9,13 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::{require_staff, see_other};
+use crate::ui::components::act_button;
 use crate::ui::layout::{self, Frame};
 use crate::ui::session::EXPIRED;
 use crate::ui::staff::{Whoami, WhoamiRequest};
+use crate::ui::visit::VisitKind;
 use crate::ui::Ui;
+use kakanai_protocol::counter::EventKind;
 
 /// `GET /`: checks with the control plane that the session still holds (when it can
 /// be reached), then shows the tiles.
@@ -40,6 +45,7 @@ pub async fn page(State(ui): State<Ui>, headers: HeaderMap) -> Response {
         }
     }
     let status = ui.status();
+    let open = ui.visit_view(&session.id, |v| v.map(|v| v.kind));
     layout::page(
         &Frame {
             title: "メニュー",
@@ -49,7 +55,29 @@ pub async fn page(State(ui): State<Ui>, headers: HeaderMap) -> Response {
         },
         html! {
             h1 class="screen-title" { "メニュー" }
-            nav class="tiles" {
+            @if let Some(kind) = open {
+                div class="open-visit" data-open-visit=(kind.as_str()) {
+                    p class="prompt-big" { (kind.label()) "の受付中です" }
+                    div class="actions" {
+                        (act_button(&session.csrf, "end", None, None, "受付を終了", "btn-secondary"))
+                        a class="btn btn-primary" href="/visit" { "受付を続ける" }
+                    }
+                }
+            } @else {
+                nav class="tiles" {
+                    @for kind in std::iter::once(VisitKind::Certificate).chain(EventKind::ALL.iter().map(|e| VisitKind::Event(*e))) {
+                        form method="post" action="/visit/start" class="tile-form" {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            input type="hidden" name="kind" value=(kind.as_str());
+                            button type="submit" class=(if kind == VisitKind::Certificate { "tile tile-main" } else { "tile" }) data-start=(kind.as_str()) {
+                                span class="tile-title" { (kind.label()) }
+                                span class="tile-sub" { (subtitle(kind)) }
+                            }
+                        }
+                    }
+                }
+            }
+            nav class="tiles tiles-small" {
                 a class="tile" href="/card" {
                     span class="tile-title" { "マイナンバーカードの読み取り" }
                     span class="tile-sub" { "暗証番号または照合番号Bで基本4情報を読み取ります" }
@@ -58,4 +86,17 @@ pub async fn page(State(ui): State<Ui>, headers: HeaderMap) -> Response {
         },
     )
     .into_response()
+}
+
+fn subtitle(kind: VisitKind) -> &'static str {
+    match kind {
+        VisitKind::Certificate => "住民票の写し・印鑑登録証明書など",
+        VisitKind::Event(EventKind::MoveIn) => "ほかの市区町村から引っ越してきた",
+        VisitKind::Event(EventKind::MoveWithin) => "市内で引っ越した",
+        VisitKind::Event(EventKind::MoveOut) => "ほかの市区町村へ引っ越す",
+        VisitKind::Event(EventKind::Birth) => "子どもが生まれた",
+        VisitKind::Event(EventKind::Death) => "家族が亡くなった",
+        VisitKind::Event(EventKind::Marriage) => "結婚した",
+        VisitKind::Event(EventKind::Divorce) => "離婚した",
+    }
 }

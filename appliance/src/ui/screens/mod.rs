@@ -2,9 +2,12 @@
 //! checks, CSRF checks, redirects.
 
 pub mod card;
+pub mod certificate;
+pub mod event;
 pub mod home;
 pub mod login;
 pub mod password;
+pub mod visit;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
