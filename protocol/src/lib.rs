@@ -43,6 +43,7 @@ pub mod keys;
 pub mod limits;
 pub mod personal;
 pub mod replay;
+pub mod residents;
 pub mod seal;
 pub mod sequence;
 pub mod topic;

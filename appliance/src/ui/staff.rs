@@ -174,67 +174,9 @@ impl RpcMethod for Whoami {
     type Response = WhoamiResponse;
 }
 
-/// `residents.lookup-card`: the card's face → residents that match, best first
-/// (the control plane's `residents::rpc::LookupCardMethod`).
-#[derive(Debug)]
-pub struct LookupCard;
-
-/// `residents.lookup-card` parameters: the face read from the card (基本4情報; the
-/// 個人番号 is never read for a lookup).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LookupCardRequest {
-    /// The card face.
-    pub card: kakanai_protocol::personal::CardFace,
-}
-
-/// `residents.lookup-card` result (the fields the counter shows; others are ignored).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LookupCardResponse {
-    /// Exactly one candidate matches everything (then it is the first).
-    pub exact: bool,
-    /// Candidates, best first.
-    pub candidates: Vec<Candidate>,
-}
-
-/// A candidate and why it matched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// The resident.
-    pub resident: ResidentSummary,
-    /// Why it matched, in Japanese (「氏名・生年月日・住所が一致」).
-    pub reason: String,
-}
-
-/// A resident as the lookup returns it (personal data: `Debug` shows the 宛名番号 only).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResidentSummary {
-    /// 宛名番号.
-    pub atena: String,
-    /// 氏名.
-    pub name: String,
-    /// 氏名フリガナ.
-    pub kana: String,
-    /// 生年月日 `YYYY-MM-DD`.
-    pub birth_date: String,
-    /// 住所.
-    pub address: String,
-    /// 状態 (在住 / 転出 / 死亡).
-    pub status: String,
-}
-
-impl fmt::Debug for ResidentSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResidentSummary")
-            .field("atena", &self.atena)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RpcMethod for LookupCard {
-    const NAME: &'static str = "residents.lookup-card";
-    type Request = LookupCardRequest;
-    type Response = LookupCardResponse;
-}
+pub use kakanai_protocol::residents::{
+    CandidateView as Candidate, LookupCard, LookupCardRequest, LookupCardResponse,
+};
 
 #[cfg(test)]
 mod tests {

@@ -34,8 +34,8 @@ use kakanai_protocol::counter::{
     MovingInPerson, OrderItem, PersonRef, PrintVisit, PrintVisitRequest, Relationship,
     RequestCertificates, VisitMember, VisitPlan, VisitView,
 };
-use kakanai_protocol::personal::{CardFace, Sex};
-use serde::{Deserialize, Serialize};
+use kakanai_protocol::personal::CardFace;
+use serde::Deserialize;
 
 use super::card::{CardScreen, Lookup, Notice};
 use super::layout::OFFLINE_TITLE;
@@ -44,111 +44,10 @@ use super::Ui;
 
 // ---------------------------------------------------------------- residents RPCs
 
-/// A resident as `residents.search` and `residents.household` return it (the
-/// control plane's `residents::rpc::ResidentView`; personal data: `Debug` shows the
-/// 宛名番号 only).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResidentView {
-    /// 宛名番号.
-    pub atena: String,
-    /// 世帯番号.
-    pub household: String,
-    /// 氏名.
-    pub name: String,
-    /// 氏名フリガナ.
-    pub kana: String,
-    /// 生年月日 `YYYY-MM-DD`.
-    pub birth_date: String,
-    /// 性別 code (`1` 男, `2` 女, `9`).
-    pub sex: String,
-    /// 続柄.
-    pub relation: String,
-    /// 町字コード.
-    pub machiaza: String,
-    /// 住所.
-    pub address: String,
-    /// 状態 (在住 / 転出 / 死亡).
-    pub status: String,
-}
-
-impl fmt::Debug for ResidentView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResidentView")
-            .field("atena", &self.atena)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A search candidate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SearchCandidate {
-    /// The resident.
-    pub resident: ResidentView,
-    /// Why it matched.
-    pub reason: String,
-}
-
-/// `residents.search`: residents whose name or reading starts with a text.
-#[derive(Debug)]
-pub struct SearchResidents;
-
-/// `residents.search` parameters.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct SearchRequest {
-    /// The start of the name (kanji) or reading (kana).
-    pub text: String,
-    /// 生年月日 `YYYY-MM-DD`, optional.
-    #[serde(default)]
-    pub birth_date: Option<String>,
-    /// At most this many.
-    #[serde(default)]
-    pub limit: Option<u32>,
-}
-
-impl fmt::Debug for SearchRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SearchRequest(<redacted>)")
-    }
-}
-
-/// `residents.search` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SearchResponse {
-    /// Candidates in reading order.
-    pub candidates: Vec<SearchCandidate>,
-}
-
-impl RpcMethod for SearchResidents {
-    const NAME: &'static str = "residents.search";
-    type Request = SearchRequest;
-    type Response = SearchResponse;
-}
-
-/// `residents.household`: a resident's household.
-#[derive(Debug)]
-pub struct Household;
-
-/// `residents.household` parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HouseholdRequest {
-    /// 宛名番号 of any member.
-    pub atena: String,
-}
-
-/// `residents.household` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HouseholdResponse {
-    /// 世帯番号.
-    pub household: String,
-    /// Every member, head first.
-    pub members: Vec<ResidentView>,
-}
-
-impl RpcMethod for Household {
-    const NAME: &'static str = "residents.household";
-    type Request = HouseholdRequest;
-    type Response = HouseholdResponse;
-}
+pub use kakanai_protocol::residents::{
+    CandidateView as SearchCandidate, Household, HouseholdRequest, HouseholdResponse, ResidentView,
+    Search as SearchResidents, SearchRequest, SearchResponse,
+};
 
 // ---------------------------------------------------------------- dates
 
@@ -1858,22 +1757,7 @@ impl Ui {
             Some(kind) => {
                 let i = index(value, candidates.len())?;
                 let c = &candidates[i];
-                let r = ResidentView {
-                    atena: c.resident.atena.clone(),
-                    household: String::new(),
-                    name: c.resident.name.clone(),
-                    kana: c.resident.kana.clone(),
-                    birth_date: c.resident.birth_date.clone(),
-                    sex: match face.sex {
-                        Sex::Male => "1".into(),
-                        Sex::Female => "2".into(),
-                        Sex::NotApplicable => "9".into(),
-                    },
-                    relation: String::new(),
-                    machiaza: String::new(),
-                    address: c.resident.address.clone(),
-                    status: c.resident.status.clone(),
-                };
+                let r = c.resident.clone();
                 let first = self.add_resident(id, &r, true, kind);
                 self.card_reset();
                 if first {

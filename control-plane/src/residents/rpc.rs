@@ -27,13 +27,11 @@
 //! city names nobody here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::sync::Arc;
 
 use kakanai_protocol::catalogue::{RpcError, RpcMethod};
-use kakanai_protocol::personal::CardFace;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::lookup::{household_of, lookup_card, search_name, Candidate, CardQuery, LookupError};
 use super::mapping::{DataKind, FieldType, Mapping};
@@ -68,244 +66,48 @@ pub fn permission_for(kind: DataKind) -> &'static str {
     }
 }
 
-/// A resident as the counter sees it (personal data: `Debug` shows the 宛名番号 only).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResidentView {
-    /// 宛名番号.
-    pub atena: String,
-    /// 世帯番号.
-    pub household: String,
-    /// 氏名, exactly as the core system holds it (IVS and all).
-    pub name: String,
-    /// 氏名フリガナ.
-    pub kana: String,
-    /// 生年月日 `YYYY-MM-DD`.
-    pub birth_date: String,
-    /// 性別 code (`1` 男, `2` 女, `9`).
-    pub sex: String,
-    /// 続柄.
-    pub relation: String,
-    /// 町字コード.
-    pub machiaza: String,
-    /// 住所.
-    pub address: String,
-    /// 状態 (在住 / 転出 / 死亡).
-    pub status: String,
-}
+pub use kakanai_protocol::residents::{
+    CandidateView, Get as GetMethod, GetRequest, GetResponse, Household as HouseholdMethod,
+    HouseholdRequest, HouseholdResponse, LookupCard as LookupCardMethod, LookupCardRequest,
+    LookupCardResponse, RecordView, ResidentView, Search as SearchMethod, SearchRequest,
+    SearchResponse,
+};
 
-impl fmt::Debug for ResidentView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResidentView")
-            .field("atena", &self.atena)
-            .finish_non_exhaustive()
+/// A stored resident as the counter sees it.
+pub fn resident_view(r: &StoredResident) -> ResidentView {
+    ResidentView {
+        atena: r.atena.clone(),
+        household: r.household.clone(),
+        name: r.name.clone(),
+        kana: r.kana.clone(),
+        birth_date: r.birth_date.clone(),
+        sex: r.sex.clone(),
+        relation: r.relation.clone(),
+        machiaza: r.machiaza.clone(),
+        address: r.address.clone(),
+        status: r.status.clone(),
     }
 }
 
-impl From<&StoredResident> for ResidentView {
-    fn from(r: &StoredResident) -> Self {
-        Self {
-            atena: r.atena.clone(),
-            household: r.household.clone(),
-            name: r.name.clone(),
-            kana: r.kana.clone(),
-            birth_date: r.birth_date.clone(),
-            sex: r.sex.clone(),
-            relation: r.relation.clone(),
-            machiaza: r.machiaza.clone(),
-            address: r.address.clone(),
-            status: r.status.clone(),
-        }
+/// A lookup candidate as the counter sees it.
+pub fn candidate_view(c: &Candidate) -> CandidateView {
+    let m = &c.matched;
+    let matched = [
+        (m.name, "name"),
+        (m.birth_date, "birth_date"),
+        (m.address, "address"),
+        (m.sex, "sex"),
+        (m.prefix, "prefix"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| n.to_owned())
+    .collect();
+    CandidateView {
+        resident: resident_view(&c.resident),
+        reason: c.reason.clone(),
+        matched,
     }
-}
-
-/// A candidate with what matched and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CandidateView {
-    /// The resident.
-    pub resident: ResidentView,
-    /// The reason in Japanese (「氏名・生年月日・住所が一致」).
-    pub reason: String,
-    /// Which parts matched: `name`, `birth_date`, `address`, `sex`, `prefix`.
-    pub matched: Vec<String>,
-}
-
-impl From<&Candidate> for CandidateView {
-    fn from(c: &Candidate) -> Self {
-        let m = &c.matched;
-        let matched = [
-            (m.name, "name"),
-            (m.birth_date, "birth_date"),
-            (m.address, "address"),
-            (m.sex, "sex"),
-            (m.prefix, "prefix"),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| n.to_owned())
-        .collect();
-        Self {
-            resident: ResidentView::from(&c.resident),
-            reason: c.reason.clone(),
-            matched,
-        }
-    }
-}
-
-/// `residents.lookup-card`.
-#[derive(Debug)]
-pub struct LookupCardMethod;
-
-/// `residents.lookup-card` parameters: the card face as read (its 個人番号, if any,
-/// is ignored).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LookupCardRequest {
-    /// The card's face.
-    pub card: CardFace,
-}
-
-/// `residents.lookup-card` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LookupCardResponse {
-    /// Exactly one candidate matches everything (then it is the first).
-    pub exact: bool,
-    /// Candidates, best first.
-    pub candidates: Vec<CandidateView>,
-}
-
-impl RpcMethod for LookupCardMethod {
-    const NAME: &'static str = "residents.lookup-card";
-    type Request = LookupCardRequest;
-    type Response = LookupCardResponse;
-}
-
-/// `residents.search`.
-#[derive(Debug)]
-pub struct SearchMethod;
-
-/// `residents.search` parameters.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct SearchRequest {
-    /// The start of the name (kanji) or reading (kana).
-    pub text: String,
-    /// 生年月日, optional (`YYYYMMDD` or `YYYY-MM-DD`).
-    #[serde(default)]
-    pub birth_date: Option<String>,
-    /// At most this many (default and cap 200).
-    #[serde(default)]
-    pub limit: Option<u32>,
-}
-
-impl fmt::Debug for SearchRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SearchRequest([redacted])")
-    }
-}
-
-/// `residents.search` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SearchResponse {
-    /// Candidates in reading/name order.
-    pub candidates: Vec<CandidateView>,
-}
-
-impl RpcMethod for SearchMethod {
-    const NAME: &'static str = "residents.search";
-    type Request = SearchRequest;
-    type Response = SearchResponse;
-}
-
-/// `residents.get`.
-#[derive(Debug)]
-pub struct GetMethod;
-
-/// `residents.get` parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GetRequest {
-    /// 宛名番号.
-    pub atena: String,
-}
-
-/// One record of another data kind.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordView {
-    /// The kind id (`kokuho` …).
-    pub kind: String,
-    /// Its Japanese name.
-    pub label: String,
-    /// The record's key.
-    pub key: String,
-    /// Field name → value (個人番号 never included).
-    pub fields: BTreeMap<String, String>,
-}
-
-impl fmt::Debug for RecordView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordView")
-            .field("kind", &self.kind)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `residents.get` result.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct GetResponse {
-    /// The resident.
-    pub resident: ResidentView,
-    /// Every 住民記録 field (旧氏, 本籍, 在留資格 …), 個人番号 left out.
-    pub fields: BTreeMap<String, String>,
-    /// The household's members (every 状態), head first.
-    pub household: Vec<ResidentView>,
-    /// The resident's records of the other kinds the session may see.
-    pub records: Vec<RecordView>,
-    /// Kinds with records held back for lack of a data-area permission.
-    pub withheld: Vec<String>,
-}
-
-impl fmt::Debug for GetResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GetResponse")
-            .field("resident", &self.resident)
-            .field("records", &self.records.len())
-            .field("withheld", &self.withheld)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RpcMethod for GetMethod {
-    const NAME: &'static str = "residents.get";
-    type Request = GetRequest;
-    type Response = GetResponse;
-}
-
-/// `residents.household`.
-#[derive(Debug)]
-pub struct HouseholdMethod;
-
-/// `residents.household` parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HouseholdRequest {
-    /// 宛名番号 of any member.
-    pub atena: String,
-}
-
-/// `residents.household` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HouseholdResponse {
-    /// 世帯番号.
-    pub household: String,
-    /// The 世帯主's 宛名番号, if someone living there is head.
-    pub head_atena: Option<String>,
-    /// Members living there.
-    pub living: u64,
-    /// Every member (every 状態), head first.
-    pub members: Vec<ResidentView>,
-}
-
-impl RpcMethod for HouseholdMethod {
-    const NAME: &'static str = "residents.household";
-    type Request = HouseholdRequest;
-    type Response = HouseholdResponse;
 }
 
 /// What the four handlers share.
@@ -409,7 +211,7 @@ impl ResidentsRpc {
                     .map_err(lookup_error)?;
                 let response = LookupCardResponse {
                     exact: found.exact,
-                    candidates: found.candidates.iter().map(CandidateView::from).collect(),
+                    candidates: found.candidates.iter().map(candidate_view).collect(),
                 };
                 let seen = response
                     .candidates
@@ -434,7 +236,7 @@ impl ResidentsRpc {
                 .await
                 .map_err(lookup_error)?;
                 let response = SearchResponse {
-                    candidates: found.iter().map(CandidateView::from).collect(),
+                    candidates: found.iter().map(candidate_view).collect(),
                 };
                 let seen = response
                     .candidates
@@ -481,9 +283,9 @@ impl ResidentsRpc {
                     });
                 }
                 let response = GetResponse {
-                    resident: ResidentView::from(me),
+                    resident: resident_view(me),
                     fields: self.visible_fields(DataKind::Jumin, &me.data),
-                    household: hh.members.iter().map(ResidentView::from).collect(),
+                    household: hh.members.iter().map(resident_view).collect(),
                     records,
                     withheld: withheld.into_iter().collect(),
                 };
@@ -515,7 +317,7 @@ impl ResidentsRpc {
                     household,
                     head_atena: hh.household.as_ref().and_then(|h| h.head_atena.clone()),
                     living: hh.household.as_ref().map_or(0, |h| h.members),
-                    members: hh.members.iter().map(ResidentView::from).collect(),
+                    members: hh.members.iter().map(resident_view).collect(),
                 };
                 let seen = response.members.iter().map(|m| m.atena.clone()).collect();
                 Ok((encode(&response)?, seen))
