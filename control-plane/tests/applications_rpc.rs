@@ -141,7 +141,7 @@ async fn counter_flow_over_rpc(url: String) {
     .await
     .unwrap_err();
     assert_eq!(e.code, "invalid-certificate-request");
-    assert!(e.message.contains("fee_total"), "{}", e.message);
+    assert!(e.message.contains("手数料の合計"), "{}", e.message);
     assert_eq!(store.audit_head(&city()).await.unwrap().seq, log);
     let e = call(
         &d,
