@@ -135,7 +135,7 @@ pub async fn run(command: StaffCommand) -> anyhow::Result<()> {
             };
             ops.put_group(&who, &group)
                 .await
-                .with_context(|| format!("group {name}"))?;
+                .map_err(|e| anyhow::anyhow!("group {name}: {e}"))?;
             println!("group {name}: {} permissions", group.permissions.len());
             Ok(())
         }
@@ -162,7 +162,7 @@ pub async fn run(command: StaffCommand) -> anyhow::Result<()> {
                 ops.create_staff(&who, &login_id, &name, &password, &groups)
                     .await
             };
-            created.with_context(|| format!("staff {login_id}"))?;
+            created.map_err(|e| anyhow::anyhow!("staff {login_id}: {e}"))?;
             println!(
                 "staff {login_id}: created{}",
                 if training {
