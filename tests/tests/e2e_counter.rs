@@ -394,7 +394,7 @@ async fn a_certificate_request_and_a_family_moving_in_at_the_counter() {
         .screenshot(&screenshots(), "counter-move-in-procedures")
         .await;
     let procedures: Vec<(String, String)> = tablet
-        .eval("[...document.querySelectorAll('[data-procedure]')].map(e => [e.dataset.procedure, e.dataset.member || ''])")
+        .eval("[...document.querySelectorAll('[data-procedure][data-included=true]')].map(e => [e.dataset.procedure, e.dataset.member || ''])")
         .await;
     let mut per_member: BTreeMap<String, usize> = BTreeMap::new();
     for (_, m) in &procedures {

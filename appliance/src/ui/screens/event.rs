@@ -133,11 +133,24 @@ pub(crate) fn procedures(v: &Visit, csrf: &str) -> Markup {
         @for m in &d.members {
             section class="member-procs" data-member=(m.member) {
                 h3 { (person_line(&m.name, &m.kana, m.birth_date.as_deref(), None, &m.relationship)) span class="p-age" { (m.age) "歳" } }
-                @if m.procedures.is_empty() {
+                @let (needed, others): (Vec<&ProcedureView>, Vec<&ProcedureView>) = m
+                    .procedures
+                    .iter()
+                    .partition(|p| p.included || v.event.included(Some(&m.member), &p.id, p.included));
+                @if needed.is_empty() {
                     p class="hint" { "この方の手続はありません。" }
                 } @else {
                     ul class="procedures" {
-                        @for p in &m.procedures { (procedure(v, csrf, Some(&m.member), p)) }
+                        @for p in &needed { (procedure(v, csrf, Some(&m.member), p)) }
+                    }
+                }
+                // What the rules left out stays at hand, folded, for staff to put back.
+                @if !others.is_empty() {
+                    details class="others" {
+                        summary { "ほかの手続（対象外 " (others.len()) "件）" }
+                        ul class="procedures" {
+                            @for p in &others { (procedure(v, csrf, Some(&m.member), p)) }
+                        }
                     }
                 }
             }
