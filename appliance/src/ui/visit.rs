@@ -527,9 +527,30 @@ impl PrintPhase {
             PrintState::Queued => Self::Queued,
             PrintState::Printing => Self::Printing,
             PrintState::Completed { .. } => Self::Completed,
-            PrintState::Failed { reason } => Self::Failed(reason.clone()),
+            PrintState::Failed { reason } => Self::Failed(plain_print_failure(reason)),
             PrintState::Cancelled => Self::Failed("印刷が取り消されました。".into()),
         }
+    }
+}
+
+/// A print failure in staff's words: the printer's IPP keywords in the reason
+/// (`(aborted-by-system): media-empty`) become 用紙切れ, 紙詰まり …; a reason without a
+/// known keyword is said plainly, without IPP jargon.
+pub fn plain_print_failure(reason: &str) -> String {
+    use kakanai_hw::printer::status::PrinterCondition;
+    let known: Vec<String> = reason
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter_map(PrinterCondition::from_keyword)
+        .filter(|c| !matches!(c, PrinterCondition::Other(_)))
+        .map(|c| c.label_ja().to_owned())
+        .collect();
+    if !known.is_empty() {
+        known.join("・")
+    } else if reason.is_ascii() {
+        "プリンタが印刷を中止しました".into()
+    } else {
+        // Already in Japanese (the appliance's own messages).
+        reason.to_owned()
     }
 }
 
@@ -2387,6 +2408,26 @@ fn index(value: &str, len: usize) -> Result<usize, Notice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn print_failures_are_said_in_staff_words() {
+        assert_eq!(
+            plain_print_failure("(aborted-by-system): media-empty"),
+            "用紙切れ"
+        );
+        assert_eq!(
+            plain_print_failure("media-jam-error, door-open-warning"),
+            "紙詰まり・カバーが開いています"
+        );
+        assert_eq!(
+            plain_print_failure("(aborted-by-system)"),
+            "プリンタが印刷を中止しました"
+        );
+        assert_eq!(
+            plain_print_failure("印刷が取り消されました。"),
+            "印刷が取り消されました。"
+        );
+    }
 
     #[test]
     fn civil_dates_round_trip() {
