@@ -139,6 +139,11 @@ async fn staff_log_in_and_read_a_my_number_card_with_the_pin_typed_on_the_tablet
         )
         .await;
     tablet.screenshot("card-removed").await;
+    // Put back once the reader has seen it gone (pcscd polls vpcd every 400 ms; a
+    // card back within one poll is no removal at all, as with a real reader).
+    tablet
+        .wait_text("[data-status=reader] .value", "準備完了")
+        .await;
     card.insert();
     tablet.wait_for(&format!("{CARD_STATE} === 'ready'")).await;
 

@@ -194,19 +194,24 @@ impl Ui {
 
     /// Runs `f` on the card state, then tells the pages and the lights.
     fn with_card<R>(&self, f: impl FnOnce(&mut CardState) -> R) -> R {
-        let (result, name, busy, present) = {
+        let (result, name) = {
             let mut state = self.card_lock();
             let r = f(&mut state);
             let busy = matches!(
                 state.screen,
                 CardScreen::Identifying | CardScreen::Reading(_)
             );
-            (r, state.screen.name(), busy, state.present)
+            let present = state.present;
+            // Still under the card lock: the status strip follows the card state in
+            // the order it changed. Updated after the lock, a task that changed the
+            // card first but got here last would put back an older state (a strip
+            // stuck on 読み取り中 after a read that failed).
+            self.update_status(|s| {
+                s.card_busy = busy;
+                s.card_present = present;
+            });
+            (r, state.screen.name())
         };
-        self.update_status(|s| {
-            s.card_busy = busy;
-            s.card_present = present;
-        });
         self.publish(
             "card",
             format!("{{\"state\":\"{name}\",\"t\":{}}}", super::now_ms()),
