@@ -29,14 +29,23 @@
 //! reader = "any"                          # or a reader name
 //! printer = "ipp://printer.local:631/ipp/print"   # or a directory to spool PDFs into
 //! scanner = "/dev/ttyACM0"
+//!
+//! [ui]                                    # each line optional; defaults shown
+//! session_idle_s = 900                    # staff logged out after this idle time (60-28800)
+//! rpc_timeout_s = 8                       # a call to the control plane gives up (1-120)
+//! login_timeout_s = 10                    # the same for login and password change (1-120)
+//! printer_poll_s = 15                     # how often the printer is asked its state (1-3600)
 //! ```
+//!
+//! `appliance/ops/appliance.example.toml` (installed by the Debian package as
+//! `/etc/kakanai/appliance.toml.example`) explains every field.
 //!
 //! A provisioned appliance names its provisioning bundle instead of `[device]`,
 //! `[control_plane]` and the broker's address (see `kakanai_provisioning::bundle`):
 //!
 //! ```toml
 //! [provisioning]
-//! bundle = "/etc/kakanai/bundle"          # bundle.toml, ca.pem, client.pem, client.key, device.key
+//! bundle = "/var/lib/kakanai/bundle"      # bundle.toml, ca.pem, client.pem, client.key, device.key
 //! claim = "/media/usb/claim.toml"         # optional: enrol with it while the bundle is absent
 //!
 //! [broker]                                # optional with a bundle
@@ -63,6 +72,7 @@ use serde::Deserialize;
 
 use crate::devices::{DeviceConfig, PrinterTarget};
 use crate::link::{Identity, TlsClient};
+use crate::ui::UiConfig;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +180,78 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     devices: RawDevices,
+    #[serde(default)]
+    ui: RawUi,
+}
+
+/// `[ui]`: the staff UI's timings, in seconds; absent ones keep the defaults of
+/// [`UiConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    session_idle_s: Option<u64>,
+    rpc_timeout_s: Option<u64>,
+    login_timeout_s: Option<u64>,
+    printer_poll_s: Option<u64>,
+}
+
+impl RawUi {
+    /// The UI's configuration: these timings within their bounds, and which
+    /// devices are configured.
+    fn check(&self, devices: &DeviceConfig) -> Result<UiConfig, ConfigError> {
+        let defaults = UiConfig::default();
+        let seconds = |value: Option<u64>,
+                       field: &'static str,
+                       range: std::ops::RangeInclusive<u64>,
+                       what: &str,
+                       default: Duration|
+         -> Result<Duration, ConfigError> {
+            match value {
+                None => Ok(default),
+                Some(v) if range.contains(&v) => Ok(Duration::from_secs(v)),
+                Some(v) => Err(invalid(
+                    field,
+                    format!(
+                        "must be {} to {} seconds ({what}); got {v}",
+                        range.start(),
+                        range.end()
+                    ),
+                )),
+            }
+        };
+        Ok(UiConfig {
+            session_idle: seconds(
+                self.session_idle_s,
+                "ui.session_idle_s",
+                60..=8 * 3600,
+                "1 minute to 8 hours",
+                defaults.session_idle,
+            )?,
+            rpc_timeout: seconds(
+                self.rpc_timeout_s,
+                "ui.rpc_timeout_s",
+                1..=120,
+                "up to 2 minutes",
+                defaults.rpc_timeout,
+            )?,
+            login_timeout: seconds(
+                self.login_timeout_s,
+                "ui.login_timeout_s",
+                1..=120,
+                "up to 2 minutes",
+                defaults.login_timeout,
+            )?,
+            printer_poll: seconds(
+                self.printer_poll_s,
+                "ui.printer_poll_s",
+                1..=3600,
+                "up to an hour",
+                defaults.printer_poll,
+            )?,
+            reader: devices.reader.is_some(),
+            scanner: devices.scanner.is_some(),
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +355,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// The counter's devices.
     pub devices: DeviceConfig,
+    /// The staff UI's timings (`[ui]`) and which devices it shows.
+    pub ui: UiConfig,
     /// TLS to the broker (a bundle with an `mqtts://` broker); `None`: plain TCP.
     pub tls: Option<TlsClient>,
     /// From the bundle: when the device certificate expires and when to renew it
@@ -388,8 +472,10 @@ impl Config {
             printer,
             scanner: raw.devices.scanner,
         };
+        let ui = raw.ui.check(&devices)?;
         Ok(Self {
             devices,
+            ui,
             identity: core.identity,
             broker_host: core.host,
             broker_port: core.port,
@@ -465,4 +551,85 @@ fn from_fields(raw: &RawConfig) -> Result<Core, ConfigError> {
 fn read_key(path: &Path) -> Result<SigningKey, ConfigError> {
     kakanai_provisioning::keyfile::read_signing_key(path)
         .map_err(|e| invalid("device.key_file", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(ui: &str) -> Result<Config, ConfigError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("device.key");
+        std::fs::write(&key, hex::encode([0x11u8; 32])).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cp = SigningKey::from_seed(&[0x22; 32]).unwrap().verifying_key();
+        let text = format!(
+            "[device]\ntenant = \"city-a\"\nid = \"counter-01\"\nkey_file = \"{}\"\n\n\
+             [[control_plane.keys]]\nkid = \"{}\"\npublic_key = \"{}\"\n\n\
+             [broker]\nhost = \"127.0.0.1\"\nport = 1883\n\n[store]\npath = \"/tmp/x.redb\"\n\n\
+             [devices]\nscanner = \"/dev/ttyACM0\"\n\n{ui}\n",
+            key.display(),
+            KeyId::of_key(&cp).to_hex(),
+            hex::encode(cp.as_bytes()),
+        );
+        let path = dir.path().join("appliance.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    fn field_of(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { field, .. } => field.to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn ui_timings_come_from_the_file_and_default_when_absent() {
+        let config = config_with("").unwrap();
+        let defaults = UiConfig::default();
+        assert_eq!(config.ui.session_idle, defaults.session_idle);
+        assert_eq!(config.ui.rpc_timeout, defaults.rpc_timeout);
+        assert!(config.ui.scanner);
+        assert!(!config.ui.reader);
+
+        let config = config_with("[ui]\nsession_idle_s = 300\nrpc_timeout_s = 5\nlogin_timeout_s = 20\nprinter_poll_s = 60").unwrap();
+        assert_eq!(config.ui.session_idle, Duration::from_secs(300));
+        assert_eq!(config.ui.rpc_timeout, Duration::from_secs(5));
+        assert_eq!(config.ui.login_timeout, Duration::from_secs(20));
+        assert_eq!(config.ui.printer_poll, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn ui_timings_out_of_bounds_are_refused_with_the_field_and_the_bounds() {
+        for (line, field, bounds) in [
+            ("session_idle_s = 5", "ui.session_idle_s", "60 to 28800"),
+            ("session_idle_s = 86400", "ui.session_idle_s", "60 to 28800"),
+            ("rpc_timeout_s = 0", "ui.rpc_timeout_s", "1 to 120"),
+            ("login_timeout_s = 600", "ui.login_timeout_s", "1 to 120"),
+            ("printer_poll_s = 0", "ui.printer_poll_s", "1 to 3600"),
+        ] {
+            let e = config_with(&format!("[ui]\n{line}")).err().unwrap();
+            let text = e.to_string();
+            assert!(text.contains(bounds), "{text}");
+            assert_eq!(field_of(e), field, "{line}");
+        }
+        let e = config_with("[ui]\nidle_s = 300").err().unwrap();
+        assert!(e.to_string().contains("idle_s"), "{e}");
+        let e = config_with("[ui]\nsession_idle_s = \"15m\"").err().unwrap();
+        assert!(e.to_string().contains("session_idle_s"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_configuration_is_valid() {
+        let text = include_str!("../ops/appliance.example.toml");
+        let raw: RawConfig = toml::from_str(text).unwrap();
+        assert!(raw.provisioning.is_some());
+        let ui = raw.ui.check(&DeviceConfig::default()).unwrap();
+        assert_eq!(ui.session_idle, UiConfig::default().session_idle);
+        assert_eq!(ui.rpc_timeout, UiConfig::default().rpc_timeout);
+        assert_eq!(ui.login_timeout, UiConfig::default().login_timeout);
+        assert_eq!(ui.printer_poll, UiConfig::default().printer_poll);
+    }
 }

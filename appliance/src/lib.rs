@@ -11,6 +11,8 @@
 //! - [`http`] — the local HTTP server (`/health` today; the staff UI later).
 //! - [`link`] — the signed MQTT link: outbox-backed sending, verified commands
 //!   executed once and acknowledged, presence birth/will, RPC with timeouts.
+//! - [`ops`] — fleet operations from the control plane: the last log lines kept in
+//!   memory and sent on request, restart on command (exit code 75 for systemd).
 //! - [`ui`] — the staff UI served to the counter's tablet: login relayed to the
 //!   control plane, live status over SSE, the card-read screen, the lights.
 //! - [`store`] — durable state in redb: the outbox (written before publishing,
@@ -22,5 +24,6 @@ pub mod config;
 pub mod devices;
 pub mod http;
 pub mod link;
+pub mod ops;
 pub mod store;
 pub mod ui;

@@ -306,6 +306,45 @@ impl LinkHandle {
         online
     }
 
+    /// Waits up to `timeout` until the control plane has acknowledged message `id`
+    /// (it left the outbox); `false` if it is still waiting then.
+    pub async fn wait_acked(&self, id: MessageId, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let store = Arc::clone(&self.store);
+            let pending =
+                tokio::task::spawn_blocking(move || store.is_pending(id.as_bytes())).await;
+            match pending {
+                Ok(Ok(false)) => return true,
+                Ok(Ok(true)) => {}
+                // A store that cannot be read cannot tell: treat as not acknowledged.
+                _ => return false,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits up to `timeout` until the outbox is empty (everything sent was
+    /// acknowledged); `false` if messages still wait then.
+    pub async fn wait_drained(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let store = Arc::clone(&self.store);
+            match tokio::task::spawn_blocking(move || store.pending_count()).await {
+                Ok(Ok(0)) => return true,
+                Ok(Ok(_)) => {}
+                _ => return false,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Publishes the retained "offline" presence and disconnects.
     pub async fn shutdown(&self, boot_counter: u64) -> Result<(), LinkError> {
         let presence = Body::Presence(Presence {
@@ -605,8 +644,12 @@ impl LinkTask {
             Body::Ack(Ack { of, .. }) => {
                 let store = Arc::clone(&self.handle.store);
                 let removed = tokio::task::spawn_blocking(move || store.ack(of.as_bytes())).await;
-                if let Ok(Ok(true)) = removed {
-                    self.emit(LinkEvent::Acked(of)).await;
+                match removed {
+                    Ok(Ok(true)) => self.emit(LinkEvent::Acked(of)).await,
+                    Ok(Ok(false)) => {}
+                    // Kept in the outbox: sent again later and acked again.
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot apply an ack"),
+                    Err(e) => tracing::warn!(error = %e, "ack task failed"),
                 }
             }
             Body::RpcResponse(response) => {

@@ -6,9 +6,17 @@
 //! message id; after a reconnect or a restart, [`ApplianceStore::pending`] gives what
 //! to send again, oldest first. redb commits durably by default; a batch of messages
 //! is one commit, so the fsync cost is paid per batch, not per message.
+//!
+//! A full disk: redb never overwrites a page in place, so even removing an
+//! acknowledged message needs a little free space. Without care, a disk filled by the
+//! outbox would stop acks from being applied and the outbox could never drain. The
+//! store therefore keeps a small reserve file (`NAME.reserve`, [`RESERVE_BYTES`])
+//! beside the database: when an ack or the start-up meets a full disk, the reserve is
+//! given up and the write retried; new messages are refused with
+//! [`StoreError::DiskFull`] until the reserve can be set aside again.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -37,6 +45,10 @@ pub enum StoreError {
     /// already queued is intact.
     #[error("the disk is full; the outbox cannot take more messages")]
     DiskFull,
+    /// An earlier write failed (a full disk) and redb refuses the file until it is
+    /// opened again; the store reopens it and retries.
+    #[error("an earlier write failed; the store must be reopened")]
+    Interrupted,
     /// The store is locked by another process (a second appliance daemon?).
     #[error("the store is in use by another process")]
     Locked,
@@ -57,6 +69,7 @@ impl From<redb::Error> for StoreError {
             redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
             redb::Error::Corrupted(m) => StoreError::Corrupted(m),
             redb::Error::Io(io) if io.raw_os_error() == Some(28) => StoreError::DiskFull,
+            redb::Error::PreviousIo => StoreError::Interrupted,
             other => StoreError::Storage(other.to_string()),
         }
     }
@@ -107,9 +120,27 @@ mod bytes {
     }
 }
 
+/// Space kept free beside the database so acks can always be applied (see the module
+/// docs).
+pub const RESERVE_BYTES: usize = 256 * 1024;
+
 /// The appliance's store.
 pub struct ApplianceStore {
-    db: Database,
+    /// `None` only while it is reopened (see [`ApplianceStore::reopen`]).
+    db: RwLock<Option<Database>>,
+    path: PathBuf,
+    reserve: PathBuf,
+}
+
+/// The open database, held for the length of one operation.
+struct Db<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        // `db()` hands out only a guard over `Some`.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
 }
 
 impl std::fmt::Debug for ApplianceStore {
@@ -121,6 +152,33 @@ impl std::fmt::Debug for ApplianceStore {
 impl ApplianceStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let reserve = path.with_extension("reserve");
+        let path = path.to_owned();
+        match Self::open_db(&path) {
+            Ok(db) => {
+                let store = Self {
+                    db: RwLock::new(Some(db)),
+                    path,
+                    reserve,
+                };
+                // Best effort: on a full disk the outbox refuses new messages until
+                // the reserve can be set aside.
+                let _ = store.keep_reserve();
+                Ok(store)
+            }
+            Err(StoreError::DiskFull) => {
+                release(&reserve);
+                Ok(Self {
+                    db: RwLock::new(Some(Self::open_db(&path)?)),
+                    path,
+                    reserve,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_db(path: &Path) -> Result<Database, StoreError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         {
@@ -130,12 +188,112 @@ impl ApplianceStore {
             tx.open_table(SEEN_COMMANDS)?;
         }
         tx.commit()?;
-        Ok(Self { db })
+        Ok(db)
+    }
+
+    /// Sets the reserve aside if it is not there (a file of [`RESERVE_BYTES`] written
+    /// out, so its blocks are really taken); [`StoreError::DiskFull`] if the disk has
+    /// no room for it.
+    fn keep_reserve(&self) -> Result<(), StoreError> {
+        if std::fs::metadata(&self.reserve).is_ok_and(|m| m.len() == RESERVE_BYTES as u64) {
+            return Ok(());
+        }
+        if self.write_reserve().is_ok() {
+            return Ok(());
+        }
+        // redb keeps the pages acked messages freed inside its file: compacting gives
+        // them back to the disk, which may make room for the reserve again.
+        {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(db) = slot.as_mut() {
+                if let Err(e) = db.compact() {
+                    tracing::warn!(error = %e, "cannot compact the store");
+                }
+            }
+        }
+        self.write_reserve()
+    }
+
+    /// Writes the reserve file out (so its blocks are really taken).
+    fn write_reserve(&self) -> Result<(), StoreError> {
+        let written = std::fs::write(&self.reserve, vec![0u8; RESERVE_BYTES])
+            .and_then(|()| std::fs::File::open(&self.reserve)?.sync_all());
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                release(&self.reserve);
+                if e.raw_os_error() == Some(28) {
+                    Err(StoreError::DiskFull)
+                } else {
+                    Err(StoreError::Storage(format!("reserve file: {e}")))
+                }
+            }
+        }
+    }
+
+    fn db(&self) -> Result<Db<'_>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            return Err(StoreError::Storage(
+                "the store could not be reopened".into(),
+            ));
+        }
+        Ok(Db(guard))
+    }
+
+    /// Closes and opens the database again: redb refuses every operation after a
+    /// failed write until then. On a full disk the reserve is given up for it.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // The old handle first: redb allows one per file.
+        drop(slot.take());
+        let db = match Self::open_db(&self.path) {
+            Err(StoreError::DiskFull) => {
+                release(&self.reserve);
+                Self::open_db(&self.path)?
+            }
+            other => other?,
+        };
+        *slot = Some(db);
+        Ok(())
+    }
+
+    /// Runs `op`; after a failed write, reopens the database and runs it once more.
+    /// A full disk is final for anything but `ack` (`release_reserve`), which gives up
+    /// the reserve to be applied.
+    fn recover<T>(
+        &self,
+        release_reserve: bool,
+        op: impl Fn() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match op() {
+            Err(StoreError::Interrupted) => {
+                self.reopen()?;
+                op()
+            }
+            Err(StoreError::DiskFull) if release_reserve => {
+                tracing::warn!("disk full: the outbox's reserve is released to apply acks");
+                release(&self.reserve);
+                self.reopen()?;
+                op()
+            }
+            Err(StoreError::DiskFull) => {
+                // Clears redb's failed state, so the next operation can work.
+                self.reopen()?;
+                Err(StoreError::DiskFull)
+            }
+            other => other,
+        }
     }
 
     /// Counts this start: increments and returns the boot counter.
     pub fn boot(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write()?;
+        self.recover(false, || self.boot_once())
+    }
+
+    fn boot_once(&self) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         let boot = {
             let mut meta = tx.open_table(META)?;
             let boot = meta.get(BOOT_COUNTER)?.map_or(0, |v| v.value()) + 1;
@@ -148,7 +306,14 @@ impl ApplianceStore {
 
     /// Queues messages in one durable commit; returns their positions.
     pub fn enqueue(&self, items: &[OutboxItem]) -> Result<Vec<u64>, StoreError> {
-        let tx = self.db.begin_write()?;
+        // New messages only while the reserve for acks is there.
+        self.keep_reserve()?;
+        self.recover(false, || self.enqueue_once(items))
+    }
+
+    fn enqueue_once(&self, items: &[OutboxItem]) -> Result<Vec<u64>, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         let mut positions = Vec::with_capacity(items.len());
         {
             let mut meta = tx.open_table(META)?;
@@ -177,7 +342,13 @@ impl ApplianceStore {
     /// Removes the message the control plane acknowledged; false if it was not
     /// queued (already acked, or never ours).
     pub fn ack(&self, message_id: &[u8; 16]) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write()?;
+        // The reserve is there for this: on a full disk it is given up.
+        self.recover(true, || self.remove_acked(message_id))
+    }
+
+    fn remove_acked(&self, message_id: &[u8; 16]) -> Result<bool, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         let removed = {
             let mut by_id = tx.open_table(OUTBOX_BY_ID)?;
             let position = by_id.remove(message_id)?.map(|v| v.value());
@@ -195,7 +366,12 @@ impl ApplianceStore {
 
     /// Up to `limit` queued messages, oldest first.
     pub fn pending(&self, limit: usize) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        self.recover(false, || self.pending_once(limit))
+    }
+
+    fn pending_once(&self, limit: usize) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let outbox = tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
         for entry in outbox.iter()?.take(limit) {
@@ -214,7 +390,16 @@ impl ApplianceStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        self.recover(false, || self.pending_after_once(after, limit))
+    }
+
+    fn pending_after_once(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let outbox = tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
         for entry in outbox.range(after.saturating_add(1)..)?.take(limit) {
@@ -226,10 +411,22 @@ impl ApplianceStore {
         Ok(out)
     }
 
+    /// Whether message `message_id` is still in the outbox (not yet acknowledged).
+    pub fn is_pending(&self, message_id: &[u8; 16]) -> Result<bool, StoreError> {
+        self.recover(false, || {
+            let db = self.db()?;
+            let tx = db.begin_read()?;
+            Ok(tx.open_table(OUTBOX_BY_ID)?.get(message_id)?.is_some())
+        })
+    }
+
     /// How many messages wait for an ack.
     pub fn pending_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(OUTBOX)?.len()?)
+        self.recover(false, || {
+            let db = self.db()?;
+            let tx = db.begin_read()?;
+            Ok(tx.open_table(OUTBOX)?.len()?)
+        })
     }
 
     /// Records that the command `message_id` is executed; false if it was already.
@@ -238,7 +435,16 @@ impl ApplianceStore {
         message_id: &[u8; 16],
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write()?;
+        self.recover(false, || self.mark_command_seen_once(message_id, now_ms))
+    }
+
+    fn mark_command_seen_once(
+        &self,
+        message_id: &[u8; 16],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         let new = {
             let mut seen = tx.open_table(SEEN_COMMANDS)?;
             if seen.get(message_id)?.is_some() {
@@ -255,7 +461,12 @@ impl ApplianceStore {
     /// Forgets executed commands older than `before_ms` (their expiry has passed, so
     /// a replay is refused by expiry instead).
     pub fn prune_seen_commands(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write()?;
+        self.recover(false, || self.prune_seen_commands_once(before_ms))
+    }
+
+    fn prune_seen_commands_once(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         let removed = {
             let mut seen = tx.open_table(SEEN_COMMANDS)?;
             let old: Vec<[u8; 16]> = seen
@@ -289,21 +500,33 @@ pub struct SequenceCounter {
 
 impl SequenceStore for SequenceCounter {
     fn load_reserved(&mut self) -> Result<u64, ProtocolError> {
+        let store = &self.store;
         let read = || -> Result<u64, StoreError> {
-            let tx = self.store.db.begin_read()?;
+            let db = store.db()?;
+            let tx = db.begin_read()?;
             let meta = tx.open_table(META)?;
             Ok(meta.get(SEQ_RESERVED)?.map_or(0, |v| v.value()))
         };
-        read().map_err(|e| ProtocolError::Sequence(e.to_string()))
+        store
+            .recover(false, read)
+            .map_err(|e| ProtocolError::Sequence(e.to_string()))
     }
 
     fn store_reserved(&mut self, upto: u64) -> Result<(), ProtocolError> {
+        let store = &self.store;
         let write = || -> Result<(), StoreError> {
-            let tx = self.store.db.begin_write()?;
+            let db = store.db()?;
+            let tx = db.begin_write()?;
             tx.open_table(META)?.insert(SEQ_RESERVED, upto)?;
             tx.commit()?;
             Ok(())
         };
-        write().map_err(|e| ProtocolError::Sequence(e.to_string()))
+        store
+            .recover(false, write)
+            .map_err(|e| ProtocolError::Sequence(e.to_string()))
     }
+}
+
+fn release(reserve: &Path) {
+    let _ = std::fs::remove_file(reserve);
 }

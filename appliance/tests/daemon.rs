@@ -1,6 +1,6 @@
 //! The `kakanai-appliance` daemon as a process: configuration errors, health, and
 //! presence through a real Mosquitto (birth, orderly stop, and the will after
-//! `kill -9`).
+//! `kill -9`), a burst cut by `kill -9`, and a full disk under the outbox.
 
 // Test helpers outside #[test] functions are not covered by allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,14 +9,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kakanai_protocol::catalogue::{Body, PresenceState};
-use kakanai_protocol::{cose, Envelope, KeyId, SigningKey};
-use kakanai_test_peers::{free_port, Mosquitto};
+use kakanai_protocol::{cose, Envelope, SigningKey};
+use kakanai_test_peers::Mosquitto;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_kakanai-appliance");
 const TOPIC: &str = "kakanai/v1/city-a/dev/counter-01/presence";
@@ -31,43 +30,14 @@ struct Setup {
 }
 
 fn write_config(broker_port: u16, key_mode: u32, extra: &str) -> (Setup, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("device.key");
-    std::fs::write(&key_path, hex::encode(device_key().seed())).unwrap();
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(key_mode)).unwrap();
-    let cp = SigningKey::from_seed(&[0x22; 32]).unwrap().verifying_key();
-    let http_port = free_port();
-    let config = format!(
-        r#"
-[device]
-tenant = "city-a"
-id = "counter-01"
-key_file = "{key}"
-
-[[control_plane.keys]]
-kid = "{kid}"
-public_key = "{public}"
-
-[broker]
-host = "127.0.0.1"
-port = {broker_port}
-keep_alive_s = 2
-
-[store]
-path = "{store}"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-{extra}
-"#,
-        key = key_path.display(),
-        kid = KeyId::of_key(&cp).to_hex(),
-        public = hex::encode(cp.as_bytes()),
-        store = dir.path().join("appliance.redb").display(),
-    );
-    let path = dir.path().join("appliance.toml");
-    std::fs::write(&path, config).unwrap();
-    (Setup { dir, http_port }, path)
+    let c = common::DaemonConfig::write(broker_port, key_mode, extra);
+    (
+        Setup {
+            dir: c.dir,
+            http_port: c.http_port,
+        },
+        c.path,
+    )
 }
 
 fn spawn(config: &Path) -> Child {
@@ -309,4 +279,160 @@ async fn kill_9_during_a_burst_loses_nothing_that_was_queued() {
     assert!(drained, "the outbox drained after the restart");
     daemon.kill().unwrap();
     daemon.wait().unwrap();
+}
+
+/// A small tmpfs mounted over `dir` in a mount namespace of its own (so nothing
+/// outside the test sees it, and it vanishes with the test): processes run in it
+/// with [`Self::command`]. Needs the right to create mount namespaces (root, as in
+/// CI); without it the test fails.
+struct SmallDisk {
+    holder: Child,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Self {
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={size} tmpfs \"$0\" && echo ready && exec sleep 600"
+            ))
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) must be installed");
+        let mut line = String::new();
+        use std::io::BufRead as _;
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.trim() != "ready" {
+            let mut err = String::new();
+            holder
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("cannot mount a small tmpfs in a mount namespace: {err}");
+        }
+        Self { holder }
+    }
+
+    /// `program` run inside the namespace that sees the small disk.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_new_messages_clearly_and_loses_none_already_queued() {
+    use kakanai_protocol::Kind;
+    use std::collections::HashSet;
+    use std::io::BufRead;
+    let broker = Mosquitto::start().unwrap();
+    // The control plane does not acknowledge yet: the outbox only grows.
+    let cp = common::ControlPlane::start(broker.port(), false, false).await;
+    let (setup, config) = write_config(broker.port(), 0o600, "");
+    let disk = SmallDisk::mount(&setup.dir.path().join("store"), "1m");
+
+    // Queue until the disk is full: the last attempt is refused with a clear error.
+    let out = disk
+        .command(DAEMON)
+        .arg("--config")
+        .arg(&config)
+        .args(["--send-test-messages", "100000"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the disk is full"), "{stderr}");
+    let queued: HashSet<String> = std::io::BufReader::new(&out.stdout[..])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+            v["queued"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        queued.len() > 100,
+        "only {} queued before full",
+        queued.len()
+    );
+
+    // The daemon starts on the full disk and serves the counter's UI.
+    let log = setup.dir.path().join("daemon.log");
+    let mut daemon = disk
+        .command(DAEMON)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let port = setup.http_port;
+    let pending = tokio::task::spawn_blocking(move || wait_online(port)["outbox_pending"].clone())
+        .await
+        .unwrap();
+    assert_eq!(pending, queued.len(), "everything queued is still there");
+
+    // The control plane acknowledges again: every queued message arrives (sent again
+    // by the outbox's stale re-send, 20 s after the unacknowledged first try) and the
+    // outbox drains, although the disk is full.
+    cp.auto_ack.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut seen = HashSet::new();
+    while !queued.is_subset(&seen) {
+        let env = cp.next_of(Kind::DeviceState).await;
+        seen.insert(env.id.to_string());
+    }
+    let drained = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if health(port).is_some_and(|h| h["outbox_pending"] == 0) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    if !drained {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(12).collect();
+        panic!(
+            "the outbox did not drain ({:?} left; {} acks applied); last log lines: {tail:#?}",
+            health(port).map(|h| h["outbox_pending"].clone()),
+            text.matches("\"acked\"").count(),
+        );
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    // The space the acknowledged messages took is free again: new messages queue and
+    // are delivered.
+    let out = disk
+        .command(DAEMON)
+        .arg("--config")
+        .arg(&config)
+        .args(["--send-test-messages", "200"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"acknowledged\":200"));
 }

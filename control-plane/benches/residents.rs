@@ -4,6 +4,18 @@
 //! `cargo bench -p kakanai-control-plane --bench residents` — the city has 100,000
 //! residents unless `KAKANAI_BENCH_RESIDENTS` says otherwise, on SQLite unless
 //! `KAKANAI_BENCH_BACKEND=postgres` (a PostgreSQL started by `kakanai-test-peers`).
+//! `KAKANAI_BENCH_KINDS=jumin` (a comma-separated list of kind ids) imports only those
+//! kinds' files, full and delta: the lookups read 住民記録 only, so at 10⁷ residents
+//! the other 15 kinds can be left out to save time and disk (the import figures then
+//! count those kinds' rows only). `KAKANAI_BENCH_CHUNK=N` imports 住民記録 as delta
+//! files (異動区分 追加) of N rows each instead of one full file, so the importer's
+//! memory stays that of N rows (a full file holds the whole city in memory: about 7 GB
+//! at 10⁶ residents with all kinds); the unchanged re-import is then skipped.
+//! `KAKANAI_BENCH_VACUUM=1` (PostgreSQL) runs `VACUUM (ANALYZE)` after the imports, so
+//! the lookups see the state autovacuum reaches shortly after an import.
+//! `KAKANAI_BENCH_STORE=URL` with `KAKANAI_BENCH_JUMIN=FILE` measures the lookups only,
+//! on a store an earlier run left (tenant `bench-city`), with cards from the first
+//! `KAKANAI_BENCH_RESIDENTS` data lines of that 住民記録 file.
 //! The one-shot figures (generation, import rows/s, re-import, one day's delta through
 //! the drop directory, latency percentiles) are printed first; the criterion groups
 //! that follow track the lookups over time.
@@ -16,7 +28,8 @@ use kakanai_control_plane::model::TenantId;
 use kakanai_control_plane::residents::csvfile::{decode, parse, Table};
 use kakanai_control_plane::residents::mapping::Encoding;
 use kakanai_control_plane::residents::{
-    gen_city, import_dir, lookup_card, search_name, CardQuery, ImportOptions, Mapping, MyNumberKey,
+    gen_city, import_dir, import_file, lookup_card, search_name, CardQuery, DataKind, FileSpec,
+    ImportMode, ImportOptions, Mapping, MyNumberKey, Outcome,
 };
 use kakanai_control_plane::store::{Store, Tenant};
 
@@ -27,7 +40,7 @@ struct Fixture {
     store: Store,
     tenant: TenantId,
     /// (name, card address, YYYYMMDD, kana family prefix) of sampled living residents.
-    cards: Vec<(String, String, String, String)>,
+    cards: Vec<Card>,
 }
 
 fn field<'a>(t: &'a Table, r: usize, name: &str) -> &'a str {
@@ -36,6 +49,146 @@ fn field<'a>(t: &'a Table, r: usize, name: &str) -> &'a str {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The kinds `KAKANAI_BENCH_KINDS` names (empty: all).
+fn only_kinds() -> Vec<String> {
+    std::env::var("KAKANAI_BENCH_KINDS")
+        .map(|v| {
+            v.split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes from `dir` the files (full `KIND.csv`, delta `KIND_delta_*`, markers) of
+/// kinds not in `kinds`; keeps everything when `kinds` is empty.
+fn keep_kinds(dir: &std::path::Path, kinds: &[String]) {
+    if kinds.is_empty() {
+        return;
+    }
+    let mapping = Mapping::reference();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let keep = kinds.iter().any(|k| {
+            let file = mapping
+                .kinds
+                .get(k)
+                .map(|km| km.file.clone())
+                .unwrap_or_else(|| format!("{k}.csv"));
+            let stem = file.trim_end_matches(".csv");
+            name == file || name.starts_with(&format!("{stem}_delta"))
+        });
+        if path.is_file() && !keep {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}
+
+type Card = (String, String, String, String);
+
+/// Every `step`-th living resident of a parsed 住民記録 file, as a card shows them
+/// (full-width digits in the address).
+fn sample_cards(j: &Table, step: usize) -> Vec<Card> {
+    (0..j.records.len())
+        .step_by(step)
+        .filter(|&r| field(j, r, "状態") == "在住")
+        .map(|r| {
+            let address: String = field(j, r, "住所")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_digit() {
+                        char::from_u32(c as u32 + 0xFEE0).unwrap()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let kana: String = field(j, r, "氏名フリガナ").chars().take(3).collect();
+            (
+                field(j, r, "氏名").to_owned(),
+                address,
+                field(j, r, "生年月日").replace('-', ""),
+                kana,
+            )
+        })
+        .collect()
+}
+
+/// Imports `city/jumin.csv` as delta files of `chunk` rows (every row 異動区分 追加),
+/// each through the importer in its own transaction; returns the sampled cards, the
+/// rows imported and the time the imports took (splitting excluded).
+#[allow(clippy::too_many_arguments)]
+fn import_in_chunks(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    tenant: &TenantId,
+    city: &std::path::Path,
+    mapping: &Mapping,
+    options: &ImportOptions,
+    chunk: usize,
+    step: usize,
+) -> (Vec<Card>, usize, Duration) {
+    use std::io::BufRead;
+    let km = mapping.kind(DataKind::Jumin).unwrap();
+    let delta = &mapping.delta;
+    let mut lines =
+        std::io::BufReader::new(std::fs::File::open(city.join(&km.file)).unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    let header = header
+        .trim_start_matches('\u{FEFF}')
+        .trim_end_matches('\r')
+        .to_owned();
+    let mut cards = Vec::new();
+    let mut rows = 0;
+    let mut took = Duration::ZERO;
+    let mut n = 0usize;
+    loop {
+        let mut text = format!("{},{header}\n", delta.column);
+        let mut in_chunk = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            text.push_str(&delta.add);
+            text.push(',');
+            text.push_str(line.trim_end_matches('\r'));
+            text.push('\n');
+            in_chunk += 1;
+            if in_chunk == chunk {
+                break;
+            }
+        }
+        if in_chunk == 0 {
+            break;
+        }
+        n += 1;
+        let spec = FileSpec {
+            kind: DataKind::Jumin,
+            mode: ImportMode::Delta,
+            file: format!("jumin_delta_part{n:03}.csv"),
+            as_of: None,
+        };
+        let t = Instant::now();
+        let report = rt
+            .block_on(import_file(
+                store,
+                tenant,
+                delta,
+                km,
+                &spec,
+                text.as_bytes(),
+                options,
+            ))
+            .unwrap();
+        took += t.elapsed();
+        assert_eq!(report.outcome, Outcome::Applied, "{report}");
+        assert_eq!(report.added, in_chunk, "{report}");
+        rows += in_chunk;
+        cards.extend(sample_cards(&parse(&text).unwrap(), step));
+    }
+    (cards, rows, took)
 }
 
 fn setup() -> Fixture {
@@ -54,6 +207,8 @@ fn setup() -> Fixture {
         summary.households,
         t.elapsed()
     );
+    let kinds = only_kinds();
+    keep_kinds(&city, &kinds);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let backend = std::env::var("KAKANAI_BENCH_BACKEND").unwrap_or_else(|_| "sqlite".into());
     let (url, pg) = if backend == "postgres" {
@@ -82,28 +237,63 @@ fn setup() -> Fixture {
         now_ms: 0,
     };
     let mapping = Mapping::reference();
-    let t = Instant::now();
-    let report = rt
-        .block_on(import_dir(&store, &tenant, &city, &mapping, &options))
-        .unwrap();
-    let took = t.elapsed();
-    assert!(report.all_applied(), "{report}");
-    let rows = report.rows_applied();
-    println!(
-        "import ({backend}, first): {rows} rows in {took:.2?} = {:.0} rows/s",
-        rows as f64 / took.as_secs_f64()
-    );
-    let t = Instant::now();
-    rt.block_on(import_dir(&store, &tenant, &city, &mapping, &options))
-        .unwrap();
-    let took = t.elapsed();
-    println!(
-        "import ({backend}, unchanged re-import): {rows} rows in {took:.2?} = {:.0} rows/s",
-        rows as f64 / took.as_secs_f64()
-    );
+    let step = (residents / 2_000).max(1);
+    let chunk: Option<usize> = std::env::var("KAKANAI_BENCH_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0);
+    let cards = if let Some(chunk) = chunk {
+        let (cards, rows, took) =
+            import_in_chunks(&rt, &store, &tenant, &city, &mapping, &options, chunk, step);
+        println!(
+            "import ({backend}, first, 住民記録 as delta files of {chunk} rows): {rows} rows in {took:.2?} = {:.0} rows/s",
+            rows as f64 / took.as_secs_f64()
+        );
+        // The other kinds (if any were kept), each a full file.
+        std::fs::remove_file(city.join("jumin.csv")).unwrap();
+        let t = Instant::now();
+        let report = rt
+            .block_on(import_dir(&store, &tenant, &city, &mapping, &options))
+            .unwrap();
+        let took = t.elapsed();
+        assert!(report.all_applied(), "{report}");
+        let others = report.rows_applied();
+        if others > 0 {
+            println!(
+                "import ({backend}, first, other kinds): {others} rows in {took:.2?} = {:.0} rows/s",
+                others as f64 / took.as_secs_f64()
+            );
+        }
+        println!("import ({backend}, unchanged re-import): skipped with KAKANAI_BENCH_CHUNK");
+        cards
+    } else {
+        let t = Instant::now();
+        let report = rt
+            .block_on(import_dir(&store, &tenant, &city, &mapping, &options))
+            .unwrap();
+        let took = t.elapsed();
+        assert!(report.all_applied(), "{report}");
+        let rows = report.rows_applied();
+        println!(
+            "import ({backend}, first): {rows} rows in {took:.2?} = {:.0} rows/s",
+            rows as f64 / took.as_secs_f64()
+        );
+        let t = Instant::now();
+        rt.block_on(import_dir(&store, &tenant, &city, &mapping, &options))
+            .unwrap();
+        let took = t.elapsed();
+        println!(
+            "import ({backend}, unchanged re-import): {rows} rows in {took:.2?} = {:.0} rows/s",
+            rows as f64 / took.as_secs_f64()
+        );
+        let bytes = std::fs::read(city.join("jumin.csv")).unwrap();
+        let j = parse(&decode(&bytes, Encoding::Utf8).unwrap()).unwrap();
+        sample_cards(&j, step)
+    };
     // One day's delta (異動分) of every kind, through the drop directory.
     let drop = dir.path().join("drop");
     let day = kakanai_control_plane::residents::gen::gen_delta(&drop, 1, residents).unwrap();
+    keep_kinds(&drop, &kinds);
     let t = Instant::now();
     let run = rt
         .block_on(kakanai_control_plane::residents::drop::import_drop_dir(
@@ -112,37 +302,28 @@ fn setup() -> Fixture {
         .unwrap();
     let took = t.elapsed();
     assert!(run.all_applied(), "{run}");
+    if let (Ok(_), Some(pg)) = (std::env::var("KAKANAI_BENCH_VACUUM"), &pg) {
+        // The state autovacuum reaches a little after an import (statistics, the
+        // visibility map for index-only scans), without waiting for it.
+        use sqlx::Connection;
+        let t = Instant::now();
+        rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(&pg.url_for("bench"))
+                .await
+                .unwrap();
+            sqlx::query("VACUUM (ANALYZE)")
+                .execute(&mut c)
+                .await
+                .unwrap();
+        });
+        println!("VACUUM (ANALYZE) after the import: {:.2?}", t.elapsed());
+    }
     let delta_rows: usize = run.files.iter().map(|f| f.rows).sum();
     println!(
         "delta ({backend}, one day: {} births, {} deaths, {} in, {} out, {} marriages): {delta_rows} rows in {} files in {took:.2?}",
         day.births, day.deaths, day.moves_in, day.moves_out, day.marriages, run.files.len()
     );
 
-    let bytes = std::fs::read(city.join("jumin.csv")).unwrap();
-    let j = parse(&decode(&bytes, Encoding::Utf8).unwrap()).unwrap();
-    let cards = (0..j.records.len())
-        .step_by((j.records.len() / 2_000).max(1))
-        .filter(|&r| field(&j, r, "状態") == "在住")
-        .map(|r| {
-            let address: String = field(&j, r, "住所")
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_digit() {
-                        char::from_u32(c as u32 + 0xFEE0).unwrap()
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            let kana: String = field(&j, r, "氏名フリガナ").chars().take(3).collect();
-            (
-                field(&j, r, "氏名").to_owned(),
-                address,
-                field(&j, r, "生年月日").replace('-', ""),
-                kana,
-            )
-        })
-        .collect();
     Fixture {
         _dir: dir,
         _pg: pg,
@@ -189,8 +370,47 @@ fn latencies(f: &Fixture) {
     );
 }
 
+/// A store an earlier run filled: no generation or import, only the cards.
+fn existing(url: &str, jumin: &str) -> Fixture {
+    use std::io::BufRead;
+    let residents: usize = std::env::var("KAKANAI_BENCH_RESIDENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let step = (residents / 2_000).max(1);
+    let mut lines = std::io::BufReader::new(std::fs::File::open(jumin).unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    let header = header
+        .trim_start_matches('\u{FEFF}')
+        .trim_end_matches('\r')
+        .to_owned();
+    let mut text = format!("{header}\n");
+    for line in lines.take(residents).step_by(step) {
+        text.push_str(line.unwrap().trim_end_matches('\r'));
+        text.push('\n');
+    }
+    let cards = sample_cards(&parse(&text).unwrap(), 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(Store::open(url)).unwrap();
+    println!("existing store: cards from the first {residents} residents of the file");
+    Fixture {
+        _dir: tempfile::tempdir().unwrap(),
+        _pg: None,
+        rt,
+        store,
+        tenant: TenantId::new("bench-city").unwrap(),
+        cards,
+    }
+}
+
 fn bench(c: &mut Criterion) {
-    let f = setup();
+    let f = match (
+        std::env::var("KAKANAI_BENCH_STORE"),
+        std::env::var("KAKANAI_BENCH_JUMIN"),
+    ) {
+        (Ok(url), Ok(jumin)) => existing(&url, &jumin),
+        _ => setup(),
+    };
     latencies(&f);
     let mut i = 0usize;
     c.bench_function("residents/lookup_card", |b| {

@@ -4,13 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kakanai_control_plane::model::TenantId;
+use kakanai_control_plane::model::{Actor, AuditRecord, Place, TenantId};
 use kakanai_control_plane::service::{self, BrokerConfig, RunningService, ServiceConfig};
 use kakanai_control_plane::store::{AuditFilter, NewDevice, Store, Tenant};
 use kakanai_protocol::catalogue::{
@@ -88,12 +92,19 @@ fn write_key(path: &Path, k: &SigningKey) {
 }
 
 async fn fixture() -> Fixture {
+    fixture_on(None).await
+}
+
+/// The fixture on the store at `url`, or on SQLite in the temporary directory.
+async fn fixture_on(url: Option<String>) -> Fixture {
     let broker = Mosquitto::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("kakanai.db").display()
-    );
+    let url = url.unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("kakanai.db").display()
+        )
+    });
     let store = Store::open(&url).await.unwrap();
     store
         .create_tenant(
@@ -649,4 +660,255 @@ async fn audit_checkpoints_are_signed_when_due_and_verify() {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.checkpoints_valid as usize, checkpoints.len());
     assert_eq!(checkpoints.iter().map(|c| c.seq).max(), Some(head.seq));
+}
+
+both_backends!("ingest_"; burst_of_good_and_bad_messages, store_batch_refuses_alone);
+
+fn device_record(device: &str, n: u32) -> AuditRecord {
+    AuditRecord {
+        tenant: tenant().to_string(),
+        at_ms: now_ms(),
+        actor: Actor::Device(device.into()),
+        action: "device.state".into(),
+        resident: None,
+        place: Place::Appliance(device.into()),
+        outcome: "ok".into(),
+        detail: serde_json::json!({ "n": n }),
+    }
+}
+
+/// `Store::record_ingest`, the batch write under ingest: duplicates (stored before, or
+/// twice in one batch) append nothing, a record the store refuses fails alone, and a
+/// batch that cannot be written as a whole writes nothing.
+async fn store_batch_refuses_alone(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    store
+        .create_tenant(
+            &Tenant {
+                id: tenant(),
+                name: "A市".into(),
+            },
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let dev = ident("counter-01");
+    let stored_before = [1u8; 16];
+    assert!(store
+        .record_message(&tenant(), &dev, stored_before, now_ms())
+        .await
+        .unwrap());
+    let mut foreign = device_record("counter-01", 3);
+    foreign.tenant = "city-b".into();
+    let batch = vec![
+        (
+            tenant(),
+            dev.clone(),
+            Some([2u8; 16]),
+            Some(device_record("counter-01", 1)),
+        ),
+        (
+            tenant(),
+            dev.clone(),
+            Some(stored_before),
+            Some(device_record("counter-01", 2)),
+        ),
+        // An audit record of another tenant under this tenant's message: refused alone.
+        (tenant(), dev.clone(), Some([3u8; 16]), Some(foreign)),
+        (
+            tenant(),
+            dev.clone(),
+            Some([2u8; 16]),
+            Some(device_record("counter-01", 4)),
+        ),
+        (
+            tenant(),
+            dev.clone(),
+            None,
+            Some(device_record("counter-01", 5)),
+        ),
+        (tenant(), dev.clone(), Some([4u8; 16]), None),
+    ];
+    let k = key(0x11);
+    let windows = vec![
+        (tenant(), kid(&k), vec![1u8]),
+        (tenant(), kid(&k), vec![2u8]),
+    ];
+    let results = store
+        .record_ingest(&batch, &windows, now_ms())
+        .await
+        .unwrap();
+    let summary: Vec<_> = results.iter().map(|r| r.as_ref().ok().copied()).collect();
+    assert_eq!(
+        summary,
+        vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(false),
+            Some(true),
+            Some(true)
+        ]
+    );
+    assert_eq!(
+        store.load_replay_window(&tenant(), &kid(&k)).await.unwrap(),
+        Some(vec![2u8]),
+        "the last state of a key stands"
+    );
+    // The refused message was not recorded: it can be acted on when it comes again.
+    assert!(store
+        .record_message(&tenant(), &dev, [3u8; 16], now_ms())
+        .await
+        .unwrap());
+    let entries = store.audit_range(&tenant(), 1, 100).await.unwrap();
+    let ns: Vec<_> = entries
+        .iter()
+        .map(|e| e.record.detail["n"].clone())
+        .collect();
+    assert_eq!(ns, vec![serde_json::json!(1), serde_json::json!(5)]);
+
+    // An entry for a tenant that does not exist fails the batch, which writes nothing.
+    let mut unknown = device_record("counter-01", 6);
+    unknown.tenant = "city-z".into();
+    let batch = vec![
+        (
+            tenant(),
+            dev.clone(),
+            Some([5u8; 16]),
+            Some(device_record("counter-01", 7)),
+        ),
+        (ident("city-z"), dev.clone(), Some([6u8; 16]), Some(unknown)),
+    ];
+    assert!(store.record_ingest(&batch, &[], now_ms()).await.is_err());
+    assert!(store
+        .record_message(&tenant(), &dev, [5u8; 16], now_ms())
+        .await
+        .unwrap());
+    assert_eq!(store.audit_head(&tenant()).await.unwrap().seq, 2);
+    let report = kakanai_control_plane::audit::verify(
+        &tenant(),
+        store.audit_range(&tenant(), 1, 100).await.unwrap(),
+        &[],
+        &Vec::<VerifyingKey>::new(),
+    );
+    assert!(report.is_ok(), "{report:?}");
+    store.close().await;
+}
+
+/// Hundreds of messages published back to back (so a worker takes many at once), with
+/// forged, foreign, unknown-key and duplicate messages and RPCs among them: every
+/// genuine message is acked once as accepted and audited once, every copy acked as a
+/// duplicate, nothing refused is acked or stored, and the audit chain verifies.
+async fn burst_of_good_and_bad_messages(url: String) {
+    let f = fixture_on(Some(url)).await;
+    let svc = f.running.service().clone();
+    let (a, b, forger) = (key(0x11), key(0x12), key(0x66));
+    let mut genuine = HashSet::new();
+    let mut copies = HashSet::new();
+    let mut rpcs = HashSet::new();
+    let mut forged = HashSet::new();
+    // A forged message far ahead first: had it moved A's window, every genuine
+    // message after it would be refused as older than the window.
+    let env = Envelope::new(50_000, now_ms(), state(0)).unwrap();
+    let topic = Topic::up(&tenant(), &ident("counter-01"), Kind::DeviceState).unwrap();
+    f.devices
+        .publish(&topic, seal(&forger, &kid(&a), &topic, &env).unwrap())
+        .await;
+    forged.insert(env.id);
+    for n in 1..=150u64 {
+        for (k, device) in [(&a, "counter-01"), (&b, "counter-02")] {
+            let (topic, env, bytes) = up(k, device, 2 * n, state(n as u32));
+            f.devices.publish(&topic, bytes.clone()).await;
+            genuine.insert(env.id);
+            if n % 25 == 0 {
+                // The appliance's re-send of a message not yet acked.
+                f.devices.publish(&topic, bytes).await;
+                copies.insert(env.id);
+            }
+        }
+        match n % 30 {
+            7 => {
+                // Device B's key on device A's topic.
+                let env = Envelope::new(2 * n + 1, now_ms(), state(999)).unwrap();
+                let topic = Topic::up(&tenant(), &ident("counter-01"), Kind::DeviceState).unwrap();
+                f.devices
+                    .publish(&topic, seal(&b, &kid(&b), &topic, &env).unwrap())
+                    .await;
+                forged.insert(env.id);
+            }
+            13 => {
+                // Signed by the forger under A's kid.
+                let env = Envelope::new(2 * n + 1, now_ms(), state(998)).unwrap();
+                let topic = Topic::up(&tenant(), &ident("counter-01"), Kind::DeviceState).unwrap();
+                f.devices
+                    .publish(&topic, seal(&forger, &kid(&a), &topic, &env).unwrap())
+                    .await;
+                forged.insert(env.id);
+            }
+            19 => {
+                let req = RpcRequest::new::<Ping>(&format!("ping {n}")).unwrap();
+                let env = Envelope::new(2 * n + 1, now_ms(), Body::RpcRequest(req))
+                    .unwrap()
+                    .expiring_at(now_ms() + 30_000);
+                let (topic, env, bytes) = up_env(&b, "counter-02", env);
+                f.devices.publish(&topic, bytes).await;
+                rpcs.insert(env.id);
+            }
+            _ => {}
+        }
+    }
+
+    // Every ack and answer, until each genuine message and RPC has its ack and each
+    // copy its duplicate ack.
+    let mut acks: HashMap<MessageId, Vec<AckStatus>> = HashMap::new();
+    let mut answered = HashSet::new();
+    let want = genuine.len() + copies.len() + rpcs.len();
+    let mut got = 0;
+    while got < want || answered.len() < rpcs.len() {
+        let (_, env) = f.devices.next(|_, _| true).await;
+        match env.body {
+            Body::Ack(ack) => {
+                acks.entry(ack.of).or_default().push(ack.status);
+                got += 1;
+            }
+            Body::RpcResponse(r) => {
+                assert!(matches!(r.outcome, RpcOutcome::Ok(_)), "{:?}", r.outcome);
+                answered.insert(env.correlation.unwrap());
+            }
+            other => panic!("unexpected {:?}", other.kind()),
+        }
+    }
+    for id in &genuine {
+        let mut expected = vec![AckStatus::Accepted];
+        if copies.contains(id) {
+            expected.push(AckStatus::Duplicate);
+        }
+        assert_eq!(acks.get(id), Some(&expected), "message {id}");
+    }
+    assert_eq!(answered, rpcs);
+    for id in &rpcs {
+        assert_eq!(acks.get(id), Some(&vec![AckStatus::Accepted]));
+    }
+    for id in &forged {
+        assert!(!acks.contains_key(id), "a refused message was acked");
+    }
+    let extra = f.devices.nothing_for(Duration::from_millis(300)).await;
+    assert!(extra.is_empty(), "unexpected: {extra:?}");
+
+    let m = svc.metrics();
+    assert_eq!(m.accepted_count("device-state"), genuine.len() as u64);
+    assert_eq!(m.duplicate_count(), copies.len() as u64);
+    assert_eq!(
+        m.refused_count("bad-signature") + m.refused_count("unknown-key"),
+        forged.len() as u64
+    );
+    assert_eq!(audit_count(&f.store, "device.state").await, genuine.len());
+    assert_eq!(audit_count(&f.store, "rpc:ping").await, rpcs.len());
+    // One chain, no fork or gap, whatever was written together.
+    let entries = f.store.audit_range(&tenant(), 1, 10_000).await.unwrap();
+    assert_eq!(entries.len(), genuine.len() + rpcs.len());
+    let report =
+        kakanai_control_plane::audit::verify(&tenant(), entries, &[], &Vec::<VerifyingKey>::new());
+    assert!(report.is_ok(), "{report:?}");
+    f.running.shutdown().await;
 }

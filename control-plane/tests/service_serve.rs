@@ -191,3 +191,113 @@ fn serve_runs_reports_health_and_stops_on_sigterm() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("signing.key_file"), "{err}");
 }
+
+/// One HTTPS GET to `127.0.0.1:port` trusting only `ca_pem`; `None` when the TLS
+/// handshake or the request fails.
+fn https_get(port: u16, ca_pem: &str, path: &str) -> Option<String> {
+    let ca = native_tls::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+    let connector = native_tls::TlsConnector::builder()
+        .disable_built_in_roots(true)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut s = connector.connect("127.0.0.1", tcp).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn serve_speaks_https_with_its_certificate_and_refuses_a_key_that_is_not_its_own() {
+    use kakanai_protocol::topic::Ident;
+    use kakanai_provisioning::pki;
+
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_key(&dir.path().join("cp.key"), 0o600);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ca = pki::new_ca(&Ident::new("city-a").unwrap(), now).unwrap();
+    let (cert, key) = pki::issue_server(&ca, &["127.0.0.1".into()], now).unwrap();
+    let (_, other_key) = pki::issue_server(&ca, &["127.0.0.1".into()], now).unwrap();
+    let (cert_file, key_file) = (dir.path().join("https.pem"), dir.path().join("https.key"));
+    std::fs::write(&cert_file, &cert.pem).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let http_port = free_port();
+    let path = dir.path().join("cp.toml");
+    let config = |key_file: &Path| {
+        format!(
+            "{}tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            config_text(dir.path(), broker.port(), http_port),
+            cert_file.display(),
+            key_file.display()
+        )
+    };
+    std::fs::write(&path, config(&key_file)).unwrap();
+
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("KAKANAI_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let health = loop {
+        if let Some(h) = https_get(http_port, &ca.cert_pem, "/health") {
+            if h.starts_with("HTTP/1.1 200") {
+                break h;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the service did not answer over HTTPS");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(health.contains("\"broker_connected\":true"), "{health}");
+    // The admin login page over HTTPS sets a Secure, __Host- cookie.
+    let login = https_get(http_port, &ca.cert_pem, "/admin/login").unwrap();
+    let cookie = login
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {login}"));
+    assert!(cookie.contains("__Host-"), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let plain = http_get(http_port, "/health").unwrap_or_default();
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Another certificate's key: the start stops, naming the field.
+    let other_file = dir.path().join("other.key");
+    std::fs::write(&other_file, &other_key).unwrap();
+    std::fs::set_permissions(&other_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&path, config(&other_file)).unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.tls_key_file"), "{err}");
+    assert!(
+        !err.contains("PRIVATE KEY"),
+        "the key's content never shows: {err}"
+    );
+}

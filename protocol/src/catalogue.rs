@@ -110,6 +110,11 @@ kinds! {
     ConfigDesired = "config-desired", Down, ConfigDesired;
     /// The configuration the appliance runs.
     ConfigReported = "config-reported", Up, ConfigReported;
+    /// An operation central IT asks of an appliance: send its recent logs, or
+    /// restart (what a fleet agent such as thin-edge.io does).
+    Operation = "operation", Down, Operation;
+    /// The outcome of an [`Kind::Operation`], naming the command.
+    OperationResult = "operation-result", Up, OperationResult;
 }
 
 impl Body {
@@ -127,7 +132,10 @@ impl Body {
             | Body::Ack(_)
             | Body::PrintStatus(_)
             | Body::ConfigDesired(_)
-            | Body::ConfigReported(_) => false,
+            | Body::ConfigReported(_)
+            | Body::Operation(_)
+            // Log lines: the appliance logs no personal data (ARCHITECTURE.md).
+            | Body::OperationResult(_) => false,
         }
     }
 
@@ -588,6 +596,143 @@ pub struct ConfigReported {
     pub rejected: BTreeMap<String, String>,
 }
 
+/// Most log lines an [`Operation::Logs`] may ask for.
+pub const MAX_LOG_LINES: u32 = 5000;
+
+/// Longest text of one [`LogLine`], in bytes (longer ones are cut at a character
+/// boundary and end with `…`).
+pub const MAX_LOG_LINE_BYTES: usize = 1024;
+
+/// Most bytes of log text in one [`OperationResult`]: with the envelope and the
+/// signature the message stays well under [`crate::limits::MAX_MESSAGE_BYTES`].
+pub const MAX_LOG_EXCERPT_BYTES: usize = 192 * 1024;
+
+/// What central IT asks an appliance to do (a command: it carries an expiry, runs
+/// once, and is answered by an [`OperationResult`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum Operation {
+    /// Send the most recent log lines the appliance holds in memory.
+    Logs {
+        /// Only lines at or after this time (Unix ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<i64>,
+        /// At most this many lines, the newest (1 to [`MAX_LOG_LINES`]).
+        max_lines: u32,
+    },
+    /// Report, flush, stop in order and let the service manager start the
+    /// appliance again.
+    Restart {
+        /// Why, for the appliance's log and the audit (never personal data).
+        reason: String,
+    },
+}
+
+impl Operation {
+    /// The operation's name (`logs`, `restart`), for logs and audit entries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Logs { .. } => "logs",
+            Operation::Restart { .. } => "restart",
+        }
+    }
+
+    /// Checks the operation's limits; the error says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Operation::Logs { max_lines, .. } if !(1..=MAX_LOG_LINES).contains(max_lines) => Err(
+                format!("max_lines must be 1 to {MAX_LOG_LINES}, not {max_lines}"),
+            ),
+            Operation::Restart { reason } if reason.len() > MAX_LOG_LINE_BYTES => Err(format!(
+                "the reason is longer than {MAX_LOG_LINE_BYTES} bytes"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether an operation was carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationStatus {
+    /// Done (for a restart: the appliance is about to stop and be started again).
+    Done,
+    /// Not done; the result's message says why.
+    Failed,
+}
+
+/// One structured log line of the appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When (Unix ms).
+    pub time_ms: i64,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    pub level: String,
+    /// The module that logged it.
+    pub target: String,
+    /// The message and its fields (`key=value`), at most [`MAX_LOG_LINE_BYTES`].
+    pub text: String,
+}
+
+impl LogLine {
+    fn wire_cost(&self) -> usize {
+        // Text plus the other fields and CBOR framing, roughly.
+        self.text.len() + self.target.len() + self.level.len() + 32
+    }
+}
+
+/// The outcome of an [`Operation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationResult {
+    /// The operation command's message id.
+    pub command_id: MessageId,
+    /// Done or failed.
+    pub status: OperationStatus,
+    /// For [`Operation::Logs`]: the lines, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLine>,
+    /// Whether older lines asked for were left out to stay within
+    /// [`MAX_LOG_EXCERPT_BYTES`] (or the appliance no longer held them).
+    #[serde(default)]
+    pub truncated: bool,
+    /// For people: what happened (never personal data).
+    pub message: String,
+}
+
+/// Cuts `lines` (oldest first) to an excerpt that fits one message: every text at
+/// most [`MAX_LOG_LINE_BYTES`], the newest lines kept while their total stays within
+/// [`MAX_LOG_EXCERPT_BYTES`]. Returns the excerpt and whether lines were dropped.
+pub fn fit_log_excerpt(lines: Vec<LogLine>) -> (Vec<LogLine>, bool) {
+    let total = lines.len();
+    let mut budget = MAX_LOG_EXCERPT_BYTES;
+    let mut kept = Vec::new();
+    for mut line in lines.into_iter().rev() {
+        truncate_text(&mut line.text, MAX_LOG_LINE_BYTES);
+        truncate_text(&mut line.target, 128);
+        let cost = line.wire_cost();
+        if cost > budget {
+            break;
+        }
+        budget -= cost;
+        kept.push(line);
+    }
+    kept.reverse();
+    let dropped = kept.len() < total;
+    (kept, dropped)
+}
+
+fn truncate_text(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+}
+
 /// Byte strings as CBOR byte strings (major type 2) in binary formats and hex in
 /// human-readable ones, without another dependency.
 pub(crate) mod serde_bytes_compat {
@@ -625,5 +770,71 @@ pub(crate) mod serde_bytes_compat {
         } else {
             d.deserialize_bytes(Bytes)
         }
+    }
+}
+
+#[cfg(test)]
+mod operation_tests {
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::limits::MAX_MESSAGE_BYTES;
+
+    fn line(n: usize, text: String) -> LogLine {
+        LogLine {
+            time_ms: 1_795_000_000_000 + n as i64,
+            level: "INFO".into(),
+            target: "kakanai_appliance::link".into(),
+            text,
+        }
+    }
+
+    #[test]
+    fn a_full_log_excerpt_fits_one_message_and_keeps_the_newest_lines() {
+        // Japanese text of more than the line limit, so every line is cut.
+        let lines: Vec<_> = (0..MAX_LOG_LINES as usize)
+            .map(|n| line(n, format!("{n} {}", "接続".repeat(400))))
+            .collect();
+        let (excerpt, dropped) = fit_log_excerpt(lines);
+        assert!(dropped);
+        assert!(excerpt.iter().all(|l| l.text.len() <= MAX_LOG_LINE_BYTES));
+        assert!(excerpt.iter().all(|l| l.text.ends_with('…')));
+        let last = excerpt.last().unwrap();
+        assert!(last.text.starts_with(&format!("{} ", MAX_LOG_LINES - 1)));
+        let body = Body::OperationResult(OperationResult {
+            command_id: MessageId::from_bytes([1; 16]),
+            status: OperationStatus::Done,
+            logs: excerpt,
+            truncated: dropped,
+            message: String::new(),
+        });
+        let encoded = Envelope::new(1, 0, body).unwrap().encode().unwrap();
+        assert!(
+            encoded.len() < MAX_MESSAGE_BYTES - 1024,
+            "{}",
+            encoded.len()
+        );
+    }
+
+    #[test]
+    fn a_short_excerpt_is_left_whole() {
+        let lines = vec![line(0, "a".into()), line(1, "b".into())];
+        let (excerpt, dropped) = fit_log_excerpt(lines.clone());
+        assert_eq!(excerpt, lines);
+        assert!(!dropped);
+    }
+
+    #[test]
+    fn operation_limits_are_checked() {
+        let logs = |max_lines| Operation::Logs {
+            since_ms: None,
+            max_lines,
+        };
+        assert!(logs(0).check().is_err());
+        assert!(logs(MAX_LOG_LINES + 1).check().is_err());
+        assert!(logs(100).check().is_ok());
+        let long = Operation::Restart {
+            reason: "x".repeat(MAX_LOG_LINE_BYTES + 1),
+        };
+        assert!(long.check().is_err());
     }
 }

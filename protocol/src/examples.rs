@@ -99,6 +99,22 @@ pub fn body(kind: Kind) -> Body {
             settings: settings(),
             rejected: BTreeMap::new(),
         }),
+        Kind::Operation => Body::Operation(Operation::Logs {
+            since_ms: Some(1_795_000_000_000),
+            max_lines: 200,
+        }),
+        Kind::OperationResult => Body::OperationResult(OperationResult {
+            command_id: MessageId::from_bytes([0x55; 16]),
+            status: OperationStatus::Done,
+            logs: vec![LogLine {
+                time_ms: 1_795_000_000_123,
+                level: "INFO".into(),
+                target: "kakanai_appliance::link".into(),
+                text: "link to the broker up".into(),
+            }],
+            truncated: false,
+            message: "1 line".into(),
+        }),
     }
 }
 

@@ -46,6 +46,7 @@ pub mod replay;
 pub mod residents;
 pub mod seal;
 pub mod sequence;
+pub mod staff;
 pub mod topic;
 
 pub use catalogue::{Body, Kind};

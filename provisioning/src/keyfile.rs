@@ -38,8 +38,8 @@ pub enum KeyFileError {
     },
 }
 
-/// The secret in `path`: `len` bytes in hex, the file mode 600 (or stricter).
-pub fn read_secret(path: &Path, len: usize) -> Result<Vec<u8>, KeyFileError> {
+/// The text of a private file (a key in hex or PEM): the file mode 600 (or stricter).
+pub fn read_private(path: &Path) -> Result<String, KeyFileError> {
     let read_err = |source| KeyFileError::Read {
         path: path.to_owned(),
         source,
@@ -59,6 +59,12 @@ pub fn read_secret(path: &Path, len: usize) -> Result<Vec<u8>, KeyFileError> {
             });
         }
     }
+    Ok(text)
+}
+
+/// The secret in `path`: `len` bytes in hex, the file mode 600 (or stricter).
+pub fn read_secret(path: &Path, len: usize) -> Result<Vec<u8>, KeyFileError> {
+    let text = read_private(path)?;
     match hex::decode(text.trim()) {
         Ok(bytes) if bytes.len() == len => Ok(bytes),
         _ => Err(KeyFileError::Malformed {

@@ -246,3 +246,79 @@ async fn rpc_round_trip_latency_over_loopback() {
     wait_outbox_empty(&w.appliance_store).await;
     w.running.shutdown().await;
 }
+
+/// The broker restarts and forgets everything (no persistence, like a crashed broker):
+/// the appliance and the control plane reconnect and subscribe again by themselves,
+/// what the appliance queued meanwhile arrives, nothing is stored twice, the device is
+/// seen online again, and RPCs work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_nothing_and_stores_nothing_twice() {
+    let mut w = world().await;
+    let svc = w.running.service().clone();
+    for n in 0..100 {
+        w.link.send(state(n)).await.unwrap();
+    }
+    wait_outbox_empty(&w.appliance_store).await;
+
+    w.broker.stop();
+    let mut offline = false;
+    for _ in 0..200 {
+        if !w.link.is_online() {
+            offline = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(offline, "the link noticed the broker went away");
+    // Staff keep working: reports queue in the outbox while the broker is down.
+    for n in 100..200 {
+        w.link.send(state(n)).await.unwrap();
+    }
+    assert!(w.appliance_store.pending_count().unwrap() >= 100);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.broker.start_again().unwrap();
+
+    assert!(
+        w.link.wait_online(Duration::from_secs(30)).await,
+        "the link came back"
+    );
+    for _ in 0..1200 {
+        if w.appliance_store.pending_count().unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        w.appliance_store.pending_count().unwrap(),
+        0,
+        "every message acked"
+    );
+    assert_eq!(
+        svc.metrics().accepted_count("device-state"),
+        200,
+        "each report stored exactly once"
+    );
+    // The birth after the restart puts the device online again.
+    let mut online = false;
+    for _ in 0..200 {
+        let d = w
+            .store
+            .get_device(&tenant(), &device())
+            .await
+            .unwrap()
+            .unwrap();
+        if d.online {
+            online = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(online, "the device is online again in the registry");
+    let answer = w
+        .link
+        .rpc::<Ping>(&"再接続".to_owned(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.unwrap(), "再接続");
+    w.running.shutdown().await;
+}

@@ -2,11 +2,15 @@
 //!
 //! `kakanai-appliance --config /etc/kakanai/appliance.toml` opens the durable store,
 //! starts the signed link to the control plane and the local HTTP server, and runs
-//! until SIGTERM or Ctrl-C; then it publishes its "offline" presence and stops.
-//! Logs are JSON lines on stderr (`RUST_LOG` sets the level) and never hold
-//! personal data.
+//! until SIGTERM or Ctrl-C (exit 0), or until the control plane asks it to restart
+//! (exit 75, [`kakanai_appliance::ops::RESTART_EXIT_CODE`], after the restart was
+//! reported; the systemd unit starts it again); either way it publishes its
+//! "offline" presence and stops in order. Logs are JSON lines on stderr (`RUST_LOG`
+//! sets the level), the last of them kept in memory for the control plane's `logs`
+//! operation; they never hold personal data.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +20,9 @@ use kakanai_appliance::config::Config;
 use kakanai_appliance::devices::{DeviceEvent, Devices};
 use kakanai_appliance::http::{router, AppState};
 use kakanai_appliance::link::{self, LinkConfig};
+use kakanai_appliance::ops::{LogRing, Operations, DEFAULT_LOG_LINES, RESTART_EXIT_CODE};
 use kakanai_appliance::store::ApplianceStore;
-use kakanai_appliance::ui::{Ui, UiConfig};
+use kakanai_appliance::ui::Ui;
 use kakanai_hw::backoff::Backoff;
 use kakanai_protocol::catalogue::Body;
 
@@ -40,14 +45,22 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
+async fn main() -> anyhow::Result<ExitCode> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // JSON lines on stderr, and the last lines in memory for the control plane.
+    let log_ring = LogRing::new(DEFAULT_LOG_LINES);
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        )
+        .with(log_ring.layer())
         .init();
     let cli = Cli::parse();
     // Plug-and-play: a claim and no bundle yet means enrol first.
@@ -60,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", config.store_path.display()))?,
     );
     if let Some(count) = cli.send_test_messages {
-        return send_test_messages(config, store, count).await;
+        send_test_messages(config, store, count).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -84,11 +98,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(boot_counter, http = %http_addr, "appliance started");
     let (device_tx, mut device_events) = tokio::sync::mpsc::channel(256);
-    let ui_config = UiConfig {
-        reader: config.devices.reader.is_some(),
-        scanner: config.devices.scanner.is_some(),
-        ..UiConfig::default()
-    };
+    let ui_config = config.ui;
     let devices = Arc::new(Devices::start(config.devices, device_tx));
     // The staff UI; the counter lights follow the state it tracks.
     let ui = Ui::start(
@@ -98,7 +108,10 @@ async fn main() -> anyhow::Result<()> {
         ui_config,
     );
     let ui_for_link = ui.clone();
-    // Commands from the control plane go to the devices.
+    let operations = Operations::new(link.clone(), log_ring);
+    let for_operations = operations.clone();
+    // Commands from the control plane go to the devices (or, for operations, to
+    // `ops`).
     let for_commands = Arc::clone(&devices);
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
@@ -109,6 +122,13 @@ async fn main() -> anyhow::Result<()> {
                     Body::PrintJob(job) => {
                         ui_for_link.on_print_started(&job.job_id);
                         for_commands.print(job);
+                    }
+                    Body::Operation(operation) => {
+                        // Off this loop: a restart waits for its report's ack, which
+                        // arrives as a link event.
+                        let ops = for_operations.clone();
+                        let id = envelope.id;
+                        tokio::spawn(async move { ops.execute(id, operation).await });
                     }
                     other => tracing::warn!(kind = other.kind().name(), "command not handled yet"),
                 }
@@ -139,14 +159,40 @@ async fn main() -> anyhow::Result<()> {
         boot_counter,
     })
     .merge(ui.router());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    // Whichever comes first: a signal, a restart asked for by the control plane, or
+    // the server failing.
+    let code = tokio::select! {
+        () = shutdown_signal() => ExitCode::SUCCESS,
+        () = operations.restart_requested() => {
+            tracing::info!(exit_code = RESTART_EXIT_CODE, "restarting on the control plane's command");
+            ExitCode::from(RESTART_EXIT_CODE)
+        }
+        served = &mut server => {
+            served??;
+            anyhow::bail!("the HTTP server stopped");
+        }
+    };
     tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    // Open event streams of the tablet keep a graceful stop waiting: bounded.
+    if tokio::time::timeout(Duration::from_secs(3), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
     link.shutdown(boot_counter).await?;
     // Give the broker a moment to take the offline presence before the socket closes.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    Ok(())
+    Ok(code)
 }
 
 async fn send_test_messages(

@@ -65,7 +65,9 @@ use lights::LightsDriver;
 use session::{SessionStore, SessionView};
 use status::{PrinterView, Status, UiEvent};
 
-/// How the UI behaves.
+/// How the UI behaves. The daemon reads the timings from the `[ui]` table of its
+/// configuration (`crate::config`, bounds checked there); absent ones keep these
+/// defaults.
 #[derive(Debug, Clone)]
 pub struct UiConfig {
     /// A staff login idle this long ends on the appliance.

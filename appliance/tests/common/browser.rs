@@ -6,14 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kakanai_hw::vcard::{VirtualCard, VpcdLink};
-use kakanai_protocol::{KeyId, SigningKey};
-use kakanai_test_peers::free_port;
 
 use crate::common::{self, STAFF_ID, STAFF_PASSWORD};
 
@@ -37,43 +34,11 @@ impl Appliance {
 
     /// The daemon with `devices` (TOML: a `[devices]` table) as its devices.
     pub fn start_with(broker_port: u16, devices: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let key_path = dir.path().join("device.key");
-        std::fs::write(&key_path, hex::encode(common::device_key().seed())).unwrap();
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let cp = SigningKey::from_seed(&[0x22; 32]).unwrap().verifying_key();
-        let http_port = free_port();
-        let config = format!(
-            r#"
-[device]
-tenant = "city-a"
-id = "counter-01"
-key_file = "{key}"
-
-[[control_plane.keys]]
-kid = "{kid}"
-public_key = "{public}"
-
-[broker]
-host = "127.0.0.1"
-port = {broker_port}
-keep_alive_s = 2
-
-[store]
-path = "{store}"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-
-{devices}
-"#,
-            key = key_path.display(),
-            kid = KeyId::of_key(&cp).to_hex(),
-            public = hex::encode(cp.as_bytes()),
-            store = dir.path().join("appliance.redb").display(),
-        );
-        let path = dir.path().join("appliance.toml");
-        std::fs::write(&path, config).unwrap();
+        let common::DaemonConfig {
+            dir,
+            path,
+            http_port,
+        } = common::DaemonConfig::write(broker_port, 0o600, &format!("\n{devices}"));
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
         let child = Command::new(DAEMON)
             .arg("--config")

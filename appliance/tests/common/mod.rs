@@ -409,3 +409,64 @@ impl StaffDesk {
         }
     }
 }
+
+/// A daemon configuration in a temporary directory, as the daemon tests write it: the
+/// device key (file mode `key_mode`), the control plane's key ([`cp_key`]), the broker
+/// on `127.0.0.1:broker_port`, the store in `DIR/store/`, the UI on a free port, and
+/// `extra` TOML lines at the end.
+pub struct DaemonConfig {
+    /// The directory (config, key, store, logs); removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The configuration file.
+    pub path: std::path::PathBuf,
+    /// The UI's port.
+    pub http_port: u16,
+}
+
+impl DaemonConfig {
+    pub fn write(broker_port: u16, key_mode: u32, extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("device.key");
+        std::fs::write(&key_path, hex::encode(device_key().seed())).unwrap();
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(key_mode)).unwrap();
+        let cp = cp_key().verifying_key();
+        let http_port = kakanai_test_peers::free_port();
+        std::fs::create_dir(dir.path().join("store")).unwrap();
+        let config = format!(
+            r#"
+[device]
+tenant = "city-a"
+id = "counter-01"
+key_file = "{key}"
+
+[[control_plane.keys]]
+kid = "{kid}"
+public_key = "{public}"
+
+[broker]
+host = "127.0.0.1"
+port = {broker_port}
+keep_alive_s = 2
+
+[store]
+path = "{store}"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+{extra}
+"#,
+            key = key_path.display(),
+            kid = KeyId::of_key(&cp).to_hex(),
+            public = hex::encode(cp.as_bytes()),
+            store = dir.path().join("store").join("appliance.redb").display(),
+        );
+        let path = dir.path().join("appliance.toml");
+        std::fs::write(&path, config).unwrap();
+        Self {
+            dir,
+            path,
+            http_port,
+        }
+    }
+}

@@ -54,11 +54,18 @@ async fn chain_state(
     let last = checkpoints.last().cloned();
     let (kid, key) = own;
     let keys = move |k: &KeyId| (*k == kid).then_some(key);
-    let mut verifier = match &last {
-        Some(cp) => Verifier::after(tenant, cp.seq, cp.hash, std::slice::from_ref(cp), &keys),
-        None => Verifier::new(tenant, &[], &keys),
+    // From the last checkpoint, else from where deleted older years end, else the start.
+    let base = store.audit_base(tenant).await?;
+    let mut verifier = match (&last, base) {
+        (Some(cp), _) => Verifier::after(tenant, cp.seq, cp.hash, std::slice::from_ref(cp), &keys),
+        (None, Some(b)) => Verifier::after(tenant, b.seq, b.hash, &[], &keys),
+        (None, None) => Verifier::new(tenant, &[], &keys),
     };
-    let mut from = last.as_ref().map_or(1, |cp| cp.seq + 1);
+    let mut from = last
+        .as_ref()
+        .map(|cp| cp.seq + 1)
+        .or(base.map(|b| b.seq + 1))
+        .unwrap_or(1);
     let stop = from.saturating_add(VERIFY_MAX);
     while from <= head && from < stop {
         let page = store.audit_range(tenant, from, 5_000).await?;

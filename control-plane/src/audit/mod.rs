@@ -7,7 +7,7 @@
 //! exported as self-contained signed archives and deleted only after the retention
 //! period. Storage-independent: the store persists entries and checkpoints and feeds
 //! them here; nothing in this module does I/O except through the reader/writer it is
-//! given.
+//! given — apart from [`retention`], the job that joins store and files.
 //!
 //! - [`chain`] — how each entry's hash covers its record and the previous hash.
 //! - [`entry`] — [`AuditEntry`] (`seq`, record, hash) and [`AuditEntry::new`] for
@@ -21,6 +21,9 @@
 //!   time) and [`RetentionPolicy`] (≥ 5 closed years, only archived years deleted).
 //! - [`archive`] — [`export_archive`] and [`verify_archive`]: one JSON-lines file per
 //!   tenant and closed fiscal year, verifiable without the database.
+//! - [`retention`] — the retention job: [`retention::archive_year`] (write, verify,
+//!   record) and [`retention::purge_year`] (delete an archived year past retention,
+//!   oldest first; `audit verify` then chains from the store's base).
 //!
 //! Personal data: a record names a resident by 宛名番号 at most, and no problem or
 //! error text here ever quotes a record's content, only numbers and kinds.
@@ -31,6 +34,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod fiscal;
 mod hex_serde;
+pub mod retention;
 pub mod verify;
 
 pub use archive::{export_archive, verify_archive, ArchiveSpec, ArchiveSummary};

@@ -19,11 +19,21 @@
 //!   database (chain and signed checkpoints); exit 0 intact, 1 problems found.
 //! - `audit verify-archive FILE --key HEX…`: checks a fiscal-year audit archive on its
 //!   own (exit 0 intact, 1 problems found).
+//! - `audit archive --tenant T --year FY --dir DIR --key-file KEY [--key HEX…]`: writes
+//!   a closed fiscal year to `DIR/audit-T-FYnnnn.jsonl`, verifies it and records it.
+//! - `audit purge --tenant T --year FY --archive FILE --key HEX… [--retention-years N]`:
+//!   deletes an archived year older than the retention (default 5 closed years) from
+//!   the database, oldest first, after checking the archive again (the retention job).
 //! - `export --database URL --tenant T --out DIR [--form F] [--again BATCH]
 //!   [--mapping FILE]`: accepted applications as CSV/JSON per form with a manifest, in
 //!   a new batch directory (written atomically), each application once; `--again`
 //!   rewrites an earlier batch. Prints the batch; exit 1 when applications were held
 //!   back (named with the column and reason), 2 on error.
+//! - `device logs --tenant T --device D [--lines N] [--since-minutes M]` and
+//!   `device restart --tenant T --device D [--reason TEXT]`: central IT's
+//!   operations on an appliance, through the running service (its socket in the
+//!   data directory, `--socket`); audited with `--by` (default `SUDO_USER`/`USER`).
+//!   Exit 0 done, 1 failed or no answer, 2 error.
 //! - `serve --config FILE`: runs the service (MQTT ingest and RPC, commands,
 //!   `/health`, `/metrics`; see `kakanai_control_plane::service::config` for the
 //!   file) until SIGTERM or Ctrl-C. JSON logs on stderr (`RUST_LOG` filters).
@@ -154,6 +164,12 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Operations on an appliance through the running service: its recent logs,
+    /// a restart.
+    Device {
+        #[command(subcommand)]
+        command: device_ops::DeviceCommand,
+    },
     /// Run the control plane service until SIGTERM or Ctrl-C.
     Serve {
         /// The service configuration (TOML).
@@ -236,6 +252,57 @@ enum AuditCommand {
         #[arg(long = "key", value_name = "HEX", required = true)]
         keys: Vec<String>,
     },
+    /// Archive a closed fiscal year: write it to a file in DIR, verify the file and
+    /// record it in the database (the first step of the retention job).
+    Archive {
+        /// The database; default: the KAKANAI_DATABASE_URL environment variable.
+        #[arg(long)]
+        database: Option<String>,
+        /// The tenant (city).
+        #[arg(long)]
+        tenant: String,
+        /// The fiscal year (April to March), e.g. 2020 for April 2020 – March 2021.
+        #[arg(long)]
+        year: u16,
+        /// Where the archive file goes (e.g. the archive medium).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The control plane's signing key (hex seed, mode 0600): signs the trailer.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Further public keys (hex) that signed the year's checkpoints (earlier keys).
+        #[arg(long = "key", value_name = "HEX")]
+        keys: Vec<String>,
+        /// Who runs it (for the audit log); default: SUDO_USER, else USER.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Delete an archived fiscal year from the database once it is older than the
+    /// retention period (oldest year first); the archive file is verified again and
+    /// must be the one recorded.
+    Purge {
+        /// The database; default: the KAKANAI_DATABASE_URL environment variable.
+        #[arg(long)]
+        database: Option<String>,
+        /// The tenant (city).
+        #[arg(long)]
+        tenant: String,
+        /// The fiscal year to delete.
+        #[arg(long)]
+        year: u16,
+        /// Its archive file (from `audit archive`).
+        #[arg(long)]
+        archive: PathBuf,
+        /// Public keys (hex) that may have signed the archive and its checkpoints.
+        #[arg(long = "key", value_name = "HEX", required = true)]
+        keys: Vec<String>,
+        /// Closed fiscal years kept (at least 5).
+        #[arg(long, default_value_t = 5)]
+        retention_years: u16,
+        /// Who runs it (for the audit log); default: SUDO_USER, else USER.
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Verify a fiscal-year archive file on its own.
     VerifyArchive {
         /// The archive.
@@ -259,6 +326,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config),
+        Command::Device { command } => device_ops::run(command),
         Command::Staff { command } => {
             runtime()?.block_on(kakanai_control_plane::staff::cli::run(command))?;
             Ok(ExitCode::SUCCESS)
@@ -447,22 +515,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let store = kakanai_control_plane::store::Store::open(&database)
                     .await
                     .context("opening the store")?;
-                let checkpoints = store.checkpoints(&tenant).await?;
-                let mut verifier = audit::Verifier::new(&tenant, &checkpoints, &known);
-                // Page through the log in sequence order: memory stays constant
-                // whatever its length.
-                let mut from = 1u64;
-                loop {
-                    let page = store.audit_range(&tenant, from, 10_000).await?;
-                    let Some(last) = page.last().map(|e| e.seq) else {
-                        break;
-                    };
-                    for entry in &page {
-                        verifier.push(entry);
-                    }
-                    from = last + 1;
-                }
-                anyhow::Ok(verifier.finish())
+                // From the first entry, or from where deleted older years end.
+                anyhow::Ok(audit::retention::verify_store(&store, &tenant, &known).await?)
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             for problem in &report.problems {
@@ -473,6 +527,88 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Archive {
+                    database,
+                    tenant,
+                    year,
+                    dir,
+                    key_file,
+                    keys,
+                    by,
+                },
+        } => {
+            let database = database_url(database)?;
+            let tenant = kakanai_protocol::topic::Ident::new(&tenant).context("--tenant")?;
+            let key =
+                kakanai_provisioning::keyfile::read_signing_key(&key_file).context("--key-file")?;
+            let mut known = public_keys(&keys)?;
+            let own = key.verifying_key();
+            known.insert(KeyId::of_key(&own), own);
+            let by = audit_cli_actor(by);
+            let archived = runtime()?.block_on(async {
+                let store = kakanai_control_plane::store::Store::open(&database)
+                    .await
+                    .context("opening the store")?;
+                anyhow::Ok(
+                    audit::retention::archive_year(
+                        &store,
+                        &tenant,
+                        year,
+                        &dir,
+                        &key,
+                        &known,
+                        &by,
+                        now_ms(),
+                    )
+                    .await?,
+                )
+            })?;
+            println!("{}", serde_json::to_string_pretty(&archived)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Purge {
+                    database,
+                    tenant,
+                    year,
+                    archive,
+                    keys,
+                    retention_years,
+                    by,
+                },
+        } => {
+            let database = database_url(database)?;
+            let tenant = kakanai_protocol::topic::Ident::new(&tenant).context("--tenant")?;
+            let known = public_keys(&keys)?;
+            let policy = audit::RetentionPolicy::new(retention_years)?;
+            let by = audit_cli_actor(by);
+            let deleted = runtime()?.block_on(async {
+                let store = kakanai_control_plane::store::Store::open(&database)
+                    .await
+                    .context("opening the store")?;
+                anyhow::Ok(
+                    audit::retention::purge_year(
+                        &store,
+                        &tenant,
+                        year,
+                        &archive,
+                        &known,
+                        policy,
+                        &by,
+                        now_ms(),
+                    )
+                    .await?,
+                )
+            })?;
+            println!(
+                "{}",
+                serde_json::json!({ "fiscal_year": year, "entries_deleted": deleted })
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::VerifyArchive { file, keys },
@@ -526,6 +662,15 @@ fn tenant_add(database: Option<String>, tenant: &str, name: &str) -> anyhow::Res
 }
 
 /// `--database`, else `KAKANAI_DATABASE_URL`.
+/// Who runs an `audit archive|purge` (recorded as an administrator from the CLI).
+fn audit_cli_actor(by: Option<String>) -> kakanai_control_plane::model::Actor {
+    let user = by
+        .or_else(|| std::env::var("SUDO_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    kakanai_control_plane::model::Actor::Admin(format!("cli:{user}"))
+}
+
 fn database_url(arg: Option<String>) -> anyhow::Result<String> {
     match arg {
         Some(d) => Ok(d),
@@ -773,6 +918,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         )
         .init();
     let config = service::ServiceConfig::load(path)?;
+    let http_security = service::https::HttpSecurity::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -789,6 +935,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         ));
         let mut options = service::ServiceOptions {
             store: Some(store.clone()),
+            http_security,
             ..Default::default()
         };
         staff.register_rpc(&mut options.dispatcher);
@@ -830,6 +977,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         );
         counter.register(&mut options.dispatcher);
         let tenants = config.tenants.clone();
+        let ops_socket = service::operations::socket_path(&config.data_dir);
         let export_schedule = kakanai_control_plane::applications::schedule::load(path)
             .map_err(|e| anyhow::anyhow!(e))?;
         let fleet_sync = kakanai_control_plane::service::fleet_sync::FleetSyncConfig::load(path)
@@ -847,6 +995,13 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             store.clone(),
             running.service().clone(),
         ));
+        // Central IT's operations on appliances (`device logs|restart`), asked
+        // through a socket only the service's user and root can open.
+        let (ops_stop, ops_stopped) = tokio::sync::watch::channel(false);
+        let ops_task =
+            service::operations::serve_socket(running.service().clone(), ops_socket, ops_stopped)
+                .await
+                .context("opening the operations socket")?;
         // Devices enrolled or revoked by central IT (kakanai-provision CA directories).
         let (fleet_stop, fleet_stopped) = tokio::sync::watch::channel(false);
         if let Some(c) = fleet_sync {
@@ -877,6 +1032,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         tracing::info!("stopping");
         let _ = fleet_stop.send(true);
+        let _ = ops_stop.send(true);
+        let _ = ops_task.await;
         if let Some(s) = scheduler {
             s.stop().await;
         }
@@ -947,4 +1104,157 @@ fn export_applications(
             ExitCode::from(1)
         })
     })
+}
+
+/// `device logs|restart`: the command line's side of
+/// `kakanai_control_plane::service::operations`.
+mod device_ops {
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    use clap::{Args, Subcommand};
+    use kakanai_control_plane::applications::export::jst_rfc3339;
+    use kakanai_control_plane::service::operations::{request, SocketRequest, SocketResponse};
+    use kakanai_protocol::catalogue::{Operation, OperationStatus};
+
+    #[derive(Subcommand)]
+    pub(super) enum DeviceCommand {
+        /// Fetch an appliance's recent log lines (kept in its memory; no personal
+        /// data) and print them, oldest first.
+        Logs {
+            #[command(flatten)]
+            target: Target,
+            /// At most this many lines, the newest.
+            #[arg(long, default_value_t = 200)]
+            lines: u32,
+            /// Only lines of the last this many minutes.
+            #[arg(long)]
+            since_minutes: Option<u32>,
+            /// Print the whole result as JSON.
+            #[arg(long)]
+            json: bool,
+        },
+        /// Restart an appliance: it reports, stops in order and is started again by
+        /// systemd; waits until it is back online.
+        Restart {
+            #[command(flatten)]
+            target: Target,
+            /// Why (kept in the audit log and the appliance's log).
+            #[arg(long, default_value = "restart requested by central IT")]
+            reason: String,
+        },
+    }
+
+    #[derive(Args)]
+    pub(super) struct Target {
+        /// The tenant (city).
+        #[arg(long)]
+        tenant: String,
+        /// The device id.
+        #[arg(long)]
+        device: String,
+        /// The running service's operations socket (DATA_DIR/control-plane.sock).
+        #[arg(long, default_value = "/var/lib/kakanai/control-plane.sock")]
+        socket: PathBuf,
+        /// Who asks (for the audit log); default: SUDO_USER, else USER.
+        #[arg(long)]
+        by: Option<String>,
+        /// How long to wait for the appliance, in seconds (also the command's expiry).
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    }
+
+    fn operator(by: Option<String>) -> String {
+        by.or_else(|| std::env::var("SUDO_USER").ok())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
+
+    pub(super) fn run(command: DeviceCommand) -> anyhow::Result<ExitCode> {
+        let (target, operation, json) = match command {
+            DeviceCommand::Logs {
+                target,
+                lines,
+                since_minutes,
+                json,
+            } => {
+                let since_ms =
+                    since_minutes.map(|m| super::now_ms().saturating_sub(i64::from(m) * 60_000));
+                (
+                    target,
+                    Operation::Logs {
+                        since_ms,
+                        max_lines: lines,
+                    },
+                    json,
+                )
+            }
+            DeviceCommand::Restart { target, reason } => {
+                (target, Operation::Restart { reason }, false)
+            }
+        };
+        let is_logs = matches!(operation, Operation::Logs { .. });
+        let req = SocketRequest {
+            tenant: target.tenant,
+            device: target.device.clone(),
+            operation,
+            by: operator(target.by),
+            wait_s: target.wait,
+        };
+        let runtime = super::runtime()?;
+        let answer = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(target.wait.saturating_add(30)),
+                request(&target.socket, &req),
+            )
+            .await
+        });
+        let answer = match answer {
+            Ok(a) => a?,
+            Err(_) => anyhow::bail!("no answer from the control plane"),
+        };
+        let outcome = match answer {
+            SocketResponse::Ok(o) => o,
+            SocketResponse::Error(e) => {
+                eprintln!("kakanai-control-plane: {}: {e}", target.device);
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+        } else if is_logs {
+            for l in &outcome.result.logs {
+                println!(
+                    "{} {:5} {}: {}",
+                    jst_rfc3339(l.time_ms),
+                    l.level,
+                    l.target,
+                    l.text
+                );
+            }
+            if outcome.result.truncated {
+                eprintln!("(older lines left out)");
+            }
+        } else {
+            println!("{}: {}", target.device, outcome.result.message);
+            match outcome.back_online_boot {
+                Some(boot) => println!("{}: back online (boot {boot})", target.device),
+                None if outcome.result.status == OperationStatus::Done => {
+                    println!("{}: not back online yet", target.device);
+                }
+                None => {}
+            }
+        }
+        Ok(match outcome.result.status {
+            OperationStatus::Done => ExitCode::SUCCESS,
+            OperationStatus::Failed => {
+                eprintln!(
+                    "kakanai-control-plane: {}: {}",
+                    target.device, outcome.result.message
+                );
+                ExitCode::from(1)
+            }
+        })
+    }
 }

@@ -159,21 +159,29 @@ pub async fn lookup_card(
     let name_key = fold(query.name);
     let address_key = fold_address(query.address);
     let mut found: BTreeMap<String, StoredResident> = BTreeMap::new();
-    for r in store.residents_born_on(tenant, &birth).await? {
-        found.insert(r.atena.clone(), r);
+    // Only narrow rows (宛名番号, folded name and address, from the indexes alone) are
+    // read for everyone born that day and everyone of the same name; the full rows
+    // only of those matching at least two of name, birth date and address. Reading
+    // every such row in full would grow with the city: at 10⁷ residents a birth date
+    // has hundreds of people, and common names repeat.
+    let mut wanted: Vec<String> = Vec::new();
+    for (atena, stored_name, stored_address) in store.resident_keys_born_on(tenant, &birth).await? {
+        if (!name_key.is_empty() && stored_name == name_key)
+            || address_matches(&address_key, &stored_address)
+        {
+            wanted.push(atena);
+        }
     }
-    // Name and address without the birth date: only the narrow (宛名番号, address)
-    // rows of the same name are read, then the full rows of those whose address
-    // matches. (Everyone matching the birth date is already in `found`.) Reading
-    // every same-name row in full would grow with the city: common names repeat.
     if !name_key.is_empty() {
         for (atena, stored_address) in store.resident_addresses_by_name(tenant, &name_key).await? {
-            if found.contains_key(&atena) || !address_matches(&address_key, &stored_address) {
-                continue;
+            if address_matches(&address_key, &stored_address) && !wanted.contains(&atena) {
+                wanted.push(atena);
             }
-            if let Some(r) = store.resident(tenant, &atena).await? {
-                found.insert(atena, r);
-            }
+        }
+    }
+    for atena in wanted {
+        if let Some(r) = store.resident(tenant, &atena).await? {
+            found.insert(atena, r);
         }
     }
     let has_sex = query.sex.is_some();

@@ -22,7 +22,11 @@
 //! key_file = "/etc/kakanai/control-plane.key"  # hex Ed25519 seed, mode 0600
 //!
 //! [http]
-//! listen = "127.0.0.1:8090"            # optional; /health and /metrics
+//! listen = "127.0.0.1:8090"            # optional; /health, /metrics, /admin/
+//! tls_cert_file = "/etc/kakanai/https.pem" # optional; HTTPS here (service::https)
+//! tls_key_file = "/etc/kakanai/https.key"  #   with its key, mode 0600
+//! tls_proxy = false                    # optional; true: a proxy in front does HTTPS
+//! trusted_proxies = ["10.0.0.5"]       # optional; whose X-Forwarded-For names the client
 //!
 //! [backup]                             # optional; automatic verified backups
 //! dir = "/var/backups/kakanai"         # mode 700; NAME.age + NAME.json per backup
@@ -169,6 +173,17 @@ struct RawSigning {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    // HTTPS: accepted here, read and checked by `super::https::HttpSecurity::load`.
+    #[allow(dead_code)]
+    tls_cert_file: Option<PathBuf>,
+    #[allow(dead_code)]
+    tls_key_file: Option<PathBuf>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    tls_proxy: bool,
+    #[allow(dead_code)]
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 /// Where the broker is and how to talk to it.

@@ -11,7 +11,8 @@
 //! - `ingest` (private) — one message from the broker through every check
 //!   (topic → served tenant → size → COSE structure → `store.key_for` the topic's
 //!   device → signature over the topic → kind → replay window, persisted per sender
-//!   key → de-duplication by id with `store.record_message`) and then what it is:
+//!   key → de-duplication by id, written for a whole batch of messages in one
+//!   transaction with their audit entries, `store.record_ingest`) and then what it is:
 //!   presence, a report (audited, acked), an RPC (dispatched, audited, answered,
 //!   acked), an appliance's ack of a command (outcome recorded, acked);
 //! - [`session`] — [`SessionResolver`], the seam to staff sessions ([`NoSessions`]
@@ -19,11 +20,14 @@
 //! - [`sequence`] — [`FileSequenceStore`]: the control plane's own sequence numbers
 //!   in a small file in the data directory (the store has no table for them);
 //! - [`metrics`] — counters and the Prometheus text;
+//! - [`operations`] — central IT's operations on an appliance (logs, restart) and
+//!   the Unix socket the command line asks the running service through;
 //! - `http` (private) — the axum router for `/health` and `/metrics`.
 //!   The admin UI ([`crate::admin::router`], `/admin/`) is merged into it, and the
 //!   server passes the peer address on so administrators' actions carry their IP.
 //!
-//! Delivery: the broker session is persistent (`clean_session = false`) and incoming
+//! Delivery: the broker session is persistent (`clean_session = false`; clean with a
+//! shared group, see below) and incoming
 //! QoS 1 messages are acknowledged to the broker (PUBACK) only after they have been
 //! handled, so a control plane that stops mid-way gets them again from its session.
 //! The appliance re-sends from its outbox until our application-level `ack` names
@@ -35,8 +39,14 @@
 //!
 //! Several instances over one PostgreSQL and one broker: with `broker.shared_group`
 //! set, they subscribe to `up/+` through `$share/GROUP/…`, so the broker gives each
-//! message to one of them; `record_message` (a primary key) is what guarantees a
-//! message is acted on once even when two instances see it. Presence is subscribed
+//! message to one of them; the message-id primary key (`record_message`,
+//! `record_ingest`) is what guarantees a message is acted on once even when two
+//! instances see it. Their sessions are clean:
+//! Mosquitto counts an offline persistent session as a group member and would queue
+//! its share until it returns, so a stopped instance would stall part of the fleet;
+//! with clean sessions the others take everything at once, and a message that was in
+//! flight to an instance that died is re-sent by the appliance's outbox (unacked for
+//! 20 s). Presence is subscribed
 //! without sharing (retained messages are not delivered to shared subscriptions);
 //! applying it is idempotent.
 //!
@@ -49,8 +59,10 @@ mod checkpoints;
 pub mod config;
 pub mod fleet_sync;
 mod http;
+pub mod https;
 mod ingest;
 pub mod metrics;
+pub mod operations;
 pub mod sequence;
 pub mod session;
 
@@ -117,6 +129,9 @@ pub enum ServiceError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The HTTPS certificate or key cannot be used.
+    #[error("HTTPS: {0}")]
+    Tls(String),
     /// The MQTT client refused the request (its queue is closed or full).
     #[error("MQTT: {0}")]
     Mqtt(String),
@@ -148,6 +163,9 @@ pub struct ServiceOptions {
     pub store: Option<Store>,
     /// The admin UI under `/admin/` (on by default).
     pub admin: crate::admin::AdminSettings,
+    /// HTTPS on the HTTP listener, or a TLS proxy in front ([`https`]); default
+    /// plain HTTP.
+    pub http_security: https::HttpSecurity,
 }
 
 impl Default for ServiceOptions {
@@ -159,6 +177,7 @@ impl Default for ServiceOptions {
             sessions: Arc::new(NoSessions),
             store: None,
             admin: crate::admin::AdminSettings::default(),
+            http_security: https::HttpSecurity::default(),
         }
     }
 }
@@ -211,6 +230,8 @@ struct Inner {
     backups: Option<Arc<crate::backup::Backups>>,
     /// Print outcomes reported by appliances, for whoever sent the job.
     print_status: tokio::sync::broadcast::Sender<PrintReport>,
+    /// Operation results reported by appliances (`operations`).
+    operation_results: tokio::sync::broadcast::Sender<operations::OperationReport>,
 }
 
 /// A print job's progress or outcome, as an appliance reported it (after it was
@@ -603,9 +624,13 @@ pub async fn start(
     };
     let mut options_mqtt = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
     options_mqtt.set_keep_alive(broker.keep_alive);
-    // Persistent session: the broker keeps our subscriptions and queues QoS 1
-    // messages while we are away (restart, deploy).
-    options_mqtt.set_clean_session(false);
+    // One instance: a persistent session, so the broker keeps our subscriptions and
+    // queues QoS 1 messages while we are away (restart, deploy). Several instances
+    // (shared group): a clean session, or the broker would go on handing a stopped
+    // instance its share and queue it until that instance returns (Mosquitto counts
+    // offline persistent sessions as group members); what was in flight to an
+    // instance that died comes again from the appliances' outboxes (stale re-send).
+    options_mqtt.set_clean_session(broker.shared_group.is_some());
     // PUBACK only after a message is handled (see the module docs).
     options_mqtt.set_manual_acks(true);
     // Oversized packets up to 4× the limit are read and refused with a reason by the
@@ -650,6 +675,7 @@ pub async fn start(
             subscribed: watch::channel(false).0,
             backups: backups.clone(),
             print_status: tokio::sync::broadcast::channel(256).0,
+            operation_results: operations::channel(),
         }),
     };
 
@@ -664,29 +690,47 @@ pub async fn start(
         what: "reading the HTTP address",
         source,
     })?;
-    let app =
-        http::router(service.clone()).merge(crate::admin::router(service.clone(), options.admin));
+    let mut admin = options.admin;
+    admin.tls |= options.http_security.https();
+    let app = http::router(service.clone()).merge(crate::admin::router(service.clone(), admin));
+    let app = https::with_forwarded_for(app, options.http_security.trusted_proxies.clone());
+    let listener = match &options.http_security.tls {
+        Some(tls) => https::Listener::Tls(
+            kakanai_provisioning::enrol::TlsListener::new(listener, &tls.cert_pem, &tls.key_pem)
+                .map_err(ServiceError::Tls)?,
+        ),
+        None => https::Listener::Plain(listener),
+    };
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
         // With the peer address: the admin UI records where an administrator acts from.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
+        let served = match listener {
+            https::Listener::Plain(l) => {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(l, app).with_graceful_shutdown(stop).await
+            }
+            https::Listener::Tls(l) => {
+                let app = https::with_tls_peer(app)
+                    .into_make_service_with_connect_info::<https::TlsPeer>();
+                axum::serve(l, app).with_graceful_shutdown(stop).await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
 
     let mut workers = Vec::new();
     let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
+    // One writer for every worker's batches (group commit, see `ingest`).
+    let committer = ingest::Committer::start(service.inner.store.clone());
     for _ in 0..WORKERS {
         let (tx, rx) = mpsc::channel(WORKER_QUEUE);
         workers.push(tx);
-        let worker = ingest::Worker::new(service.clone());
+        let worker = ingest::Worker::new(service.clone(), committer.clone());
         let alive = alive_tx.clone();
         tokio::spawn(async move {
             worker.run(rx).await;

@@ -17,48 +17,11 @@
 //! Verification is constant-time in the comparison of the hash (the `argon2` crate
 //! compares outputs with `subtle`-style constant-time equality).
 
-use std::fmt;
-
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
-use serde::{Deserialize, Serialize};
 
-/// A password, PIN-like secret or bearer token held in memory: never shown by
-/// `Debug`, never part of an error message.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret itself, for hashing or sending it. Never log what this returns.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use kakanai_protocol::staff::Secret;
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +252,7 @@ pub fn generate_password(rng: &SystemRandom, len: usize) -> Result<Secret, HashE
             }
         }
     }
-    Ok(Secret(out))
+    Ok(Secret::new(out))
 }
 
 #[cfg(test)]

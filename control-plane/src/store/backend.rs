@@ -58,6 +58,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "stats",
         include_str!("../../migrations/sqlite/0008_stats.sql"),
     ),
+    (
+        9,
+        "residents lookup cover",
+        include_str!("../../migrations/sqlite/0009_residents_lookup_cover.sql"),
+    ),
+    (
+        10,
+        "audit retention",
+        include_str!("../../migrations/sqlite/0010_audit_retention.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -99,6 +109,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "stats",
         include_str!("../../migrations/postgres/0008_stats.sql"),
+    ),
+    (
+        9,
+        "residents lookup cover",
+        include_str!("../../migrations/postgres/0009_residents_lookup_cover.sql"),
+    ),
+    (
+        10,
+        "audit retention",
+        include_str!("../../migrations/postgres/0010_audit_retention.sql"),
     ),
 ];
 

@@ -1,14 +1,19 @@
 //! The fleet registry (devices and their Ed25519 keys, presence), ingest
 //! de-duplication by message id, and the replay-window state per sender key.
 
+use std::collections::{HashMap, HashSet};
+
 use kakanai_protocol::keys::{KeyId, VerifyingKey};
 
+use super::audit::{
+    insert_audit_rows, lock_audit_head, store_audit_head, values_list, Head, PreparedAudit,
+};
 use super::backend::{check_text, classify, to_i64, to_u64, with_pool, Backend, Cols};
 use super::{
     Device, DeviceKey, DeviceStatus, KeyStatus, NewDevice, PresenceUpdate, Result, Store,
     StoreError,
 };
-use crate::model::{Ident, TenantId};
+use crate::model::{AuditRecord, Ident, TenantId};
 
 const DEVICE_COLUMNS: &str = "tenant, id, counter_name, location, status, firmware, \
      last_seen_ms, boot_counter, online, enrolled_at_ms";
@@ -420,6 +425,148 @@ impl Store {
             .execute(pool)
             .await?;
             Ok(())
+        })
+    }
+}
+
+/// Rows per multi-row `INSERT` into `ingest_messages` or `replay_windows` (4
+/// parameters each; small for the reason given at `AUDIT_ROWS_PER_INSERT`).
+const MESSAGE_ROWS_PER_INSERT: usize = 64;
+
+impl Store {
+    /// Records a batch of verified messages in one write transaction (group commit:
+    /// one durable write for many messages instead of several each), and returns
+    /// per message `Ok(true)` when it is new (and its audit entry was appended),
+    /// `Ok(false)` for a duplicate (nothing appended), or the error that refused it
+    /// alone ([`StoreError::Invalid`] for an audit record that would not read back
+    /// identical, or whose tenant is not the message's).
+    ///
+    /// `messages`, in arrival order: tenant, device, message id to de-duplicate by as
+    /// [`Store::record_message`] does (`None`: nothing to de-duplicate, the entry is an
+    /// audit append alone), and the audit record to append if the message is new.
+    /// Two copies of one id in a batch: the first is new, the second a duplicate.
+    /// `windows`: replay-window states (tenant, kid, state) saved as
+    /// [`Store::save_replay_window`] does; for a kid given twice the last one stands.
+    ///
+    /// All or nothing: an `Err` (database failure, unknown tenant) records nothing,
+    /// and the caller may try the messages again one by one to find the one at
+    /// fault. Locks are taken in one order (the tenants' audit heads by tenant, then
+    /// the message ids by key), so batches of several instances sharing PostgreSQL
+    /// wait for each other instead of deadlocking.
+    #[allow(clippy::type_complexity)] // the tuples keep this module's types private
+    pub async fn record_ingest(
+        &self,
+        messages: &[(TenantId, Ident, Option<[u8; 16]>, Option<AuditRecord>)],
+        windows: &[(TenantId, KeyId, Vec<u8>)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<bool>>> {
+        // Checked before the transaction, so a bad record is refused alone.
+        let prepared: Vec<Result<Option<PreparedAudit<'_>>>> = messages
+            .iter()
+            .map(|(tenant, _, _, audit)| match audit {
+                Some(a) if a.tenant != tenant.as_str() => {
+                    Err(StoreError::Invalid("audit record of another tenant"))
+                }
+                Some(a) => PreparedAudit::new(a).map(Some),
+                None => Ok(None),
+            })
+            .collect();
+        let mut tenants: Vec<&str> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().and_then(Option::as_ref))
+            .map(PreparedAudit::tenant)
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        // The last state per kid, one row each (PostgreSQL refuses a statement that
+        // updates one row twice).
+        let mut last_window: HashMap<(&str, &[u8]), &[u8]> = HashMap::new();
+        for (tenant, kid, state) in windows {
+            last_window.insert((tenant.as_str(), kid.as_bytes()), state);
+        }
+        let mut last_window: Vec<_> = last_window.into_iter().collect();
+        last_window.sort_unstable();
+        // Which messages go to the de-duplication insert, in key order: concurrent
+        // batches (instances sharing PostgreSQL) then take the index entries in the
+        // same order, so they wait for each other instead of deadlocking. Whether a
+        // message is new is decided below, in arrival order.
+        let mut keyed: Vec<(&str, &str, &[u8])> = messages
+            .iter()
+            .zip(&prepared)
+            .filter(|(_, p)| p.is_ok())
+            .filter_map(|((tenant, device, id, _), _)| {
+                id.as_ref()
+                    .map(|id| (tenant.as_str(), device.as_str(), &id[..]))
+            })
+            .collect();
+        keyed.sort_unstable();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut heads = Vec::with_capacity(tenants.len());
+            for t in &tenants {
+                let head = lock_audit_head!(pool, tx, *t);
+                heads.push((*t, head));
+            }
+            for chunk in last_window.chunks(MESSAGE_ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO replay_windows (tenant, kid, state, updated_at_ms) VALUES ",
+                );
+                values_list(&mut sql, chunk.len(), 4);
+                sql.push_str(
+                    " ON CONFLICT (tenant, kid) \
+                     DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
+                );
+                let mut q = sqlx::query(&sql);
+                for ((tenant, kid), state) in chunk {
+                    q = q.bind(*tenant).bind(*kid).bind(*state).bind(now_ms);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let mut inserted: HashSet<(String, String, Vec<u8>)> = HashSet::new();
+            for chunk in keyed.chunks(MESSAGE_ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO ingest_messages (tenant, device, message_id, received_at_ms) VALUES ",
+                );
+                values_list(&mut sql, chunk.len(), 4);
+                sql.push_str(" ON CONFLICT DO NOTHING RETURNING tenant, device, message_id");
+                let mut q = sqlx::query(&sql);
+                for (tenant, device, id) in chunk {
+                    q = q.bind(*tenant).bind(*device).bind(*id).bind(now_ms);
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    inserted.insert((row.text("tenant")?, row.text("device")?, row.bytes("message_id")?));
+                }
+            }
+            let mut results = Vec::with_capacity(messages.len());
+            let mut rows = Vec::new();
+            for ((tenant, device, id, audit), prepared) in messages.iter().zip(prepared) {
+                let prepared = match prepared {
+                    Ok(p) => p,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
+                // Taken out of the set: a second copy in this batch is a duplicate.
+                let new = id.as_ref().is_none_or(|id| {
+                    inserted.remove(&(tenant.to_string(), device.to_string(), id.to_vec()))
+                });
+                if let (true, Some(p), Some(a)) = (new, prepared, audit) {
+                    let Some((_, head)) = heads.iter_mut().find(|(t, _)| *t == a.tenant) else {
+                        return Err(StoreError::NotFound("tenant"));
+                    };
+                    let row = p.chain(head.seq + 1, &head.hash)?;
+                    *head = Head { seq: row.seq, hash: row.hash };
+                    rows.push((a.tenant.as_str(), a.at_ms, row));
+                }
+                results.push(Ok(new));
+            }
+            insert_audit_rows!(tx, &rows);
+            for (tenant, head) in &heads {
+                store_audit_head!(tx, *tenant, head);
+            }
+            tx.commit().await?;
+            Ok(results)
         })
     }
 }

@@ -52,6 +52,7 @@
 mod admin;
 pub mod applications;
 mod audit;
+mod audit_retention;
 mod backend;
 mod catalog;
 pub mod counter;
@@ -65,6 +66,7 @@ mod tenants;
 pub mod types;
 
 pub use admin::{AdminChange, AuditQuery};
+pub use audit_retention::{AuditArchive, AuditBase, AuditYear};
 pub use catalog::{CatalogueInstallError, CatalogueVersion, InstallOutcome, VersionStatus};
 pub use residents::{
     ApplyResult, ImportMark, NameKey, RecordRow, ResidentCounts, ResidentRow, StoredHousehold,

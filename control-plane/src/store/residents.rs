@@ -1,21 +1,34 @@
 //! Residents (住民記録), their households and the records of the other 15 data kinds
 //! imported from the core systems (R1, R8). The importer (`crate::residents::import`)
 //! validates a whole file first and hands the rows here; one call applies one full
-//! file in one transaction, comparing row hashes with what is stored, so a re-import
-//! of the same file writes nothing and a changed file touches only the changed rows.
+//! or delta file in one transaction, comparing row hashes with what is stored, so a
+//! re-import of the same file writes nothing and a changed file touches only the
+//! changed rows.
 //!
-//! Lookups go through the search-key indexes (`residents_by_*` in migration 0003):
-//! by birth date, by folded name or reading (exact or prefix range), by household,
-//! by 宛名番号, so their cost depends on how many rows match, not on the city's size
-//! (N9).
+//! Writing is one generic diff (`apply_full`, `apply_delta`) over one writer per
+//! backend (`ImportConn`): on SQLite multi-row `VALUES` and `IN` lists, on PostgreSQL
+//! `UNNEST` arrays of 5,000 rows and `= ANY` key arrays, sent unprepared where the
+//! plan depends on how big a table is at that moment. Households touched are
+//! recomputed from their residents; when most of them were touched (a first import),
+//! all of the tenant's in one pass.
+//!
+//! Lookups go through the search-key indexes (`residents_by_*`, migrations 0003 and
+//! 0009): by birth date and by folded name (both covering the folded name, address
+//! and 宛名番号, so a card lookup compares without reading rows), by reading (exact
+//! or prefix range), by household, by 宛名番号, so their cost depends on how many rows
+//! match, not on the city's size (N9).
 //!
 //! Records returned here hold personal data; their `Debug` shows the 宛名番号 only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::future::Future;
+
+use futures_util::TryStreamExt;
+use sqlx::{PgConnection, SqliteConnection};
 
 use super::backend::{check_id, check_text, to_u64, with_pool, Backend, Cols};
-use super::{BackendKind, Result, Store, StoreError};
+use super::{Result, Store, StoreError};
 use crate::model::TenantId;
 use crate::residents::report::{
     DeltaAction, DeltaApplied, DeltaConflict, DeltaOp, ImportMode, ImportReportRecord,
@@ -29,6 +42,10 @@ const INSERT_BATCH: usize = 400;
 const KEY_BATCH: usize = 500;
 /// Most rows a search returns; a counter never needs more.
 pub const SEARCH_LIMIT: u32 = 200;
+
+/// Most narrow rows [`Store::resident_keys_born_on`] returns: far above the few
+/// hundred residents a birth date has in a city of 10⁷.
+pub const BIRTH_KEYS_LIMIT: i64 = 20_000;
 
 /// A 住民記録 row as the importer writes it.
 #[derive(Clone)]
@@ -284,96 +301,400 @@ fn check_resident(r: &ResidentRow) -> Result<()> {
     Ok(())
 }
 
+fn check_record_kind(kind: &str) -> Result<()> {
+    check_id("kind", kind)
+}
+
+fn check_record(r: &RecordRow) -> Result<()> {
+    check_id("record key", &r.key)?;
+    check_text("data", &r.data)?;
+    if let Some(a) = &r.atena {
+        check_text("atena", a)?;
+    }
+    Ok(())
+}
+
 /// Takes the per-tenant import lock on PostgreSQL (two instances importing for one
 /// city at once would otherwise compute their diffs from the same old state). SQLite's
 /// `BEGIN IMMEDIATE` already excludes every other writer.
 const PG_IMPORT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 3))";
 
-/// Records the applied file for the kind, inside the import's transaction. A macro,
-/// not a function, because the transaction's type differs per backend.
-macro_rules! upsert_mark {
-    ($tx:expr, $tenant:expr, $kind:expr, $mark:expr, $now_ms:expr) => {{
-        let rows = i64::try_from($mark.rows).map_err(|_| StoreError::Invalid("import rows"))?;
-        sqlx::query(
-            "INSERT INTO resident_imports (tenant, kind, file, rows, file_hash, imported_at_ms, as_of) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (tenant, kind) DO UPDATE SET file = excluded.file, rows = excluded.rows, \
-             file_hash = excluded.file_hash, imported_at_ms = excluded.imported_at_ms, \
-             as_of = COALESCE(excluded.as_of, resident_imports.as_of)",
-        )
-        .bind($tenant.as_str())
-        .bind($kind)
-        .bind($mark.file.as_str())
-        .bind(rows)
-        .bind($mark.file_hash.as_slice())
-        .bind($now_ms)
-        .bind($mark.as_of.as_deref())
-        .execute(&mut *$tx)
-        .await?;
-    }};
+/// Rows per `UNNEST` insert and keys per `= ANY($n)` array on PostgreSQL: one
+/// statement carries thousands of rows as a few array parameters.
+const PG_BATCH: usize = 5_000;
+
+/// The table one import writes: the residents, or the records of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table<'a> {
+    Residents,
+    Records(&'a str),
 }
 
-/// The last applied file of a kind, read inside the import's transaction: its hash
-/// and timestamp. `None` before the first import.
-macro_rules! read_mark {
-    ($tx:expr, $tenant:expr, $kind:expr) => {{
-        let row = sqlx::query(
-            "SELECT file_hash, as_of FROM resident_imports WHERE tenant = $1 AND kind = $2",
-        )
-        .bind($tenant.as_str())
-        .bind($kind)
-        .fetch_optional(&mut *$tx)
-        .await?;
-        match row {
-            Some(r) => Some((r.bytes("file_hash")?, r.opt_text("as_of")?)),
-            None => None,
+impl<'a> Table<'a> {
+    /// The kind id the import mark is kept under.
+    fn kind(&self) -> &'a str {
+        match self {
+            Self::Residents => "jumin",
+            Self::Records(kind) => kind,
         }
-    }};
+    }
+
+    /// The PostgreSQL advisory lock's key.
+    fn lock_key(&self, tenant: &str) -> String {
+        match self {
+            Self::Residents => format!("{tenant}/residents"),
+            Self::Records(kind) => format!("{tenant}/{kind}"),
+        }
+    }
+
+    /// The table's rows of the tenant (and kind): `FROM …` text where `$1` is the
+    /// tenant and `$2` the kind for records; its key column; the first free parameter.
+    fn scope(&self) -> (&'static str, &'static str, usize) {
+        match self {
+            Self::Residents => ("residents WHERE tenant = $1", "atena", 2),
+            Self::Records(_) => (
+                "resident_records WHERE tenant = $1 AND kind = $2",
+                "rkey",
+                3,
+            ),
+        }
+    }
+
+    /// The household column, or a NULL in its place for records.
+    fn household_column(&self) -> &'static str {
+        match self {
+            Self::Residents => "household",
+            Self::Records(_) => "NULL AS household",
+        }
+    }
+
+    /// `SELECT` of the key, household, hash and content of the scope's rows.
+    fn select_rows(&self) -> String {
+        let (scope, key, _) = self.scope();
+        format!(
+            "SELECT {key} AS k, {}, row_hash, data FROM {scope}",
+            self.household_column()
+        )
+    }
 }
 
-/// Refuses (inside the transaction) a timestamped file older than the last applied
-/// one of its kind: applying it would roll newer data back.
-macro_rules! check_order {
-    ($tx:expr, $tenant:expr, $kind:expr, $mark:expr) => {{
-        if let (Some(new), Some((_, Some(last)))) = (&$mark.as_of, read_mark!($tx, $tenant, $kind))
-        {
-            if *new < last {
-                return Err(StoreError::Conflict(
-                    "the file is older than the last one applied",
-                ));
+/// What a key holds now, for the diff.
+struct Stored {
+    household: Option<String>,
+    hash: Vec<u8>,
+}
+
+/// A stored row with its content (a changed row's old JSON goes into the report).
+struct StoredRow {
+    key: String,
+    stored: Stored,
+    data: String,
+}
+
+fn stored_row(r: &impl Cols) -> Result<StoredRow> {
+    Ok(StoredRow {
+        key: r.text("k")?,
+        stored: Stored {
+            household: r.opt_text("household")?,
+            hash: r.bytes("row_hash")?,
+        },
+        data: r.text("data")?,
+    })
+}
+
+/// A row an import writes.
+trait ImportRow: Sync {
+    fn key(&self) -> &str;
+    fn hash(&self) -> &[u8];
+    /// The household it lives in (residents only).
+    fn household(&self) -> Option<&str>;
+    /// Inserts the rows into `table`.
+    fn insert<C: ImportConn>(
+        c: &mut C,
+        tenant: &str,
+        table: Table<'_>,
+        rows: &[&Self],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl ImportRow for ResidentRow {
+    fn key(&self) -> &str {
+        &self.atena
+    }
+    fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+    fn household(&self) -> Option<&str> {
+        Some(&self.household)
+    }
+    fn insert<C: ImportConn>(
+        c: &mut C,
+        tenant: &str,
+        _table: Table<'_>,
+        rows: &[&Self],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        c.insert_residents(tenant, rows, now_ms)
+    }
+}
+
+impl ImportRow for RecordRow {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+    fn household(&self) -> Option<&str> {
+        None
+    }
+    fn insert<C: ImportConn>(
+        c: &mut C,
+        tenant: &str,
+        table: Table<'_>,
+        rows: &[&Self],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        c.insert_records(tenant, table.kind(), rows, now_ms)
+    }
+}
+
+/// The statements of an import, on the connection of its transaction: one writer per
+/// table, set-based on each backend (multi-row `VALUES` and `IN` lists on SQLite,
+/// `UNNEST` and `= ANY` arrays on PostgreSQL). The diff itself is computed once, in
+/// [`apply_full`] and [`apply_delta`].
+trait ImportConn: Send {
+    /// Serialises imports of the table for the tenant (PostgreSQL; SQLite's write
+    /// transaction already does).
+    fn lock(&mut self, key: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The last applied file's hash and timestamp, if any.
+    fn read_mark(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, Option<String>)>>> + Send;
+    /// Records the applied file.
+    fn upsert_mark(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+        mark: &ImportMark,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every stored key of the table (for the tenant and kind) with its hash.
+    fn stored_hashes(
+        &mut self,
+        tenant: &str,
+        table: Table<'_>,
+    ) -> impl Future<Output = Result<HashMap<String, Stored>>> + Send;
+    /// The stored rows of these keys (absent keys are left out).
+    fn stored_rows(
+        &mut self,
+        tenant: &str,
+        table: Table<'_>,
+        keys: &[&str],
+    ) -> impl Future<Output = Result<Vec<StoredRow>>> + Send;
+    /// Deletes the rows of these keys.
+    fn delete(
+        &mut self,
+        tenant: &str,
+        table: Table<'_>,
+        keys: &[&str],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn insert_residents(
+        &mut self,
+        tenant: &str,
+        rows: &[&ResidentRow],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn insert_records(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+        rows: &[&RecordRow],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Recomputes these households from the residents living in them.
+    fn recompute_households(
+        &mut self,
+        tenant: &str,
+        touched: &[&str],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Recomputes every household of the tenant in one pass (when most were touched).
+    fn recompute_all_households(&mut self, tenant: &str)
+        -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Inserts the households of the residents `WHERE tenant = $1 AND status = '在住'`
+/// and the condition the caller appends, then `GROUP BY tenant, household`.
+const HOUSEHOLDS_INSERT: &str =
+    "INSERT INTO resident_households (tenant, household, head_atena, machiaza, address, members) \
+     SELECT tenant, household, MAX(CASE WHEN relation = '世帯主' THEN atena END), \
+     MIN(machiaza), MIN(address), COUNT(*) FROM residents \
+     WHERE tenant = $1 AND status = '在住'";
+
+/// The methods whose SQL is the same on both backends, expanded in each impl.
+macro_rules! shared_import_ops {
+    () => {
+        async fn read_mark(
+            &mut self,
+            tenant: &str,
+            kind: &str,
+        ) -> Result<Option<(Vec<u8>, Option<String>)>> {
+            let row = sqlx::query(
+                "SELECT file_hash, as_of FROM resident_imports WHERE tenant = $1 AND kind = $2",
+            )
+            .bind(tenant)
+            .bind(kind)
+            .fetch_optional(&mut *self)
+            .await?;
+            match row {
+                Some(r) => Ok(Some((r.bytes("file_hash")?, r.opt_text("as_of")?))),
+                None => Ok(None),
             }
         }
-    }};
+
+        async fn upsert_mark(
+            &mut self,
+            tenant: &str,
+            kind: &str,
+            mark: &ImportMark,
+            now_ms: i64,
+        ) -> Result<()> {
+            let rows =
+                i64::try_from(mark.rows).map_err(|_| StoreError::Invalid("import rows"))?;
+            sqlx::query(
+                "INSERT INTO resident_imports (tenant, kind, file, rows, file_hash, imported_at_ms, as_of) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (tenant, kind) DO UPDATE SET file = excluded.file, rows = excluded.rows, \
+                 file_hash = excluded.file_hash, imported_at_ms = excluded.imported_at_ms, \
+                 as_of = COALESCE(excluded.as_of, resident_imports.as_of)",
+            )
+            .bind(tenant)
+            .bind(kind)
+            .bind(mark.file.as_str())
+            .bind(rows)
+            .bind(mark.file_hash.as_slice())
+            .bind(now_ms)
+            .bind(mark.as_of.as_deref())
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn stored_hashes(
+            &mut self,
+            tenant: &str,
+            table: Table<'_>,
+        ) -> Result<HashMap<String, Stored>> {
+            let (scope, key, _) = table.scope();
+            let sql = format!(
+                "SELECT {key} AS k, {}, row_hash FROM {scope}",
+                table.household_column()
+            );
+            let mut q = sqlx::query(&sql).bind(tenant);
+            if let Table::Records(kind) = table {
+                q = q.bind(kind);
+            }
+            // Streamed: the whole table of the tenant is read, without a list of rows
+            // beside the map.
+            let mut rows = q.fetch(&mut *self);
+            let mut old = HashMap::new();
+            while let Some(r) = rows.try_next().await? {
+                old.insert(
+                    r.text("k")?,
+                    Stored {
+                        household: r.opt_text("household")?,
+                        hash: r.bytes("row_hash")?,
+                    },
+                );
+            }
+            Ok(old)
+        }
+
+        async fn recompute_all_households(&mut self, tenant: &str) -> Result<()> {
+            sqlx::query("DELETE FROM resident_households WHERE tenant = $1")
+                .bind(tenant)
+                .execute(&mut *self)
+                .await?;
+            sqlx::query(&format!("{HOUSEHOLDS_INSERT} GROUP BY tenant, household"))
+                .bind(tenant)
+                .execute(&mut *self)
+                .await?;
+            Ok(())
+        }
+    };
 }
 
-/// Deletes rows of `$table` by key (`$col`), in batches.
-macro_rules! delete_keys {
-    ($tx:expr, $tenant:expr, $sql_head:expr, $first:expr, $binds:expr, $keys:expr) => {{
-        for chunk in $keys.chunks(KEY_BATCH) {
-            let sql = format!("{} ({})", $sql_head, placeholders($first, chunk.len()));
-            let mut q = sqlx::query(&sql).bind($tenant.as_str());
-            for b in $binds {
-                q = q.bind(b);
+impl ImportConn for SqliteConnection {
+    shared_import_ops!();
+
+    async fn lock(&mut self, _key: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn stored_rows(
+        &mut self,
+        tenant: &str,
+        table: Table<'_>,
+        keys: &[&str],
+    ) -> Result<Vec<StoredRow>> {
+        let (_, key, first) = table.scope();
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEY_BATCH) {
+            let sql = format!(
+                "{} AND {key} IN ({})",
+                table.select_rows(),
+                placeholders(first, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant);
+            if let Table::Records(kind) = table {
+                q = q.bind(kind);
             }
             for k in chunk {
-                q = q.bind(k.as_str());
+                q = q.bind(*k);
             }
-            q.execute(&mut *$tx).await?;
+            for r in q.fetch_all(&mut *self).await? {
+                found.push(stored_row(&r)?);
+            }
         }
-    }};
-}
+        Ok(found)
+    }
 
-/// Inserts resident rows in multi-row batches.
-macro_rules! insert_residents {
-    ($tx:expr, $tenant:expr, $rows:expr, $now_ms:expr) => {{
-        for chunk in $rows.chunks(INSERT_BATCH) {
+    async fn delete(&mut self, tenant: &str, table: Table<'_>, keys: &[&str]) -> Result<()> {
+        let (scope, key, first) = table.scope();
+        for chunk in keys.chunks(KEY_BATCH) {
+            let sql = format!(
+                "DELETE FROM {scope} AND {key} IN ({})",
+                placeholders(first, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant);
+            if let Table::Records(kind) = table {
+                q = q.bind(kind);
+            }
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_residents(
+        &mut self,
+        tenant: &str,
+        rows: &[&ResidentRow],
+        now_ms: i64,
+    ) -> Result<()> {
+        for chunk in rows.chunks(INSERT_BATCH) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO residents (tenant, atena, household, name, kana, birth_date, sex, \
                  relation, machiaza, address, status, name_key, kana_key, address_key, data, \
                  row_hash, imported_at_ms) ",
             );
-            qb.push_values(chunk, |mut b, r: &&ResidentRow| {
-                b.push_bind($tenant.as_str())
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(tenant)
                     .push_bind(r.atena.as_str())
                     .push_bind(r.household.as_str())
                     .push_bind(r.name.as_str())
@@ -389,63 +710,347 @@ macro_rules! insert_residents {
                     .push_bind(r.address_key.as_str())
                     .push_bind(r.data.as_str())
                     .push_bind(r.hash.as_slice())
-                    .push_bind($now_ms);
+                    .push_bind(now_ms);
             });
             qb.build()
-                .execute(&mut *$tx)
+                .execute(&mut *self)
                 .await
                 .map_err(|e| super::backend::classify(e, "resident", "tenant"))?;
         }
-    }};
-}
+        Ok(())
+    }
 
-/// Inserts record rows of one kind in multi-row batches.
-macro_rules! insert_records {
-    ($tx:expr, $tenant:expr, $kind:expr, $rows:expr, $now_ms:expr) => {{
-        for chunk in $rows.chunks(INSERT_BATCH * 2) {
+    async fn insert_records(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+        rows: &[&RecordRow],
+        now_ms: i64,
+    ) -> Result<()> {
+        for chunk in rows.chunks(INSERT_BATCH * 2) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO resident_records (tenant, kind, rkey, atena, data, row_hash, imported_at_ms) ",
             );
-            qb.push_values(chunk, |mut b, r: &&RecordRow| {
-                b.push_bind($tenant.as_str())
-                    .push_bind($kind)
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(tenant)
+                    .push_bind(kind)
                     .push_bind(r.key.as_str())
                     .push_bind(r.atena.as_deref())
                     .push_bind(r.data.as_str())
                     .push_bind(r.hash.as_slice())
-                    .push_bind($now_ms);
+                    .push_bind(now_ms);
             });
-            qb.build().execute(&mut *$tx).await.map_err(|e| super::backend::classify(e, "record", "tenant"))?;
+            qb.build()
+                .execute(&mut *self)
+                .await
+                .map_err(|e| super::backend::classify(e, "record", "tenant"))?;
         }
-    }};
-}
+        Ok(())
+    }
 
-/// Recomputes the touched households from the residents living in them.
-macro_rules! recompute_households {
-    ($tx:expr, $tenant:expr, $touched:expr) => {{
-        let touched: Vec<String> = $touched.into_iter().collect();
+    async fn recompute_households(&mut self, tenant: &str, touched: &[&str]) -> Result<()> {
         for chunk in touched.chunks(KEY_BATCH) {
             let list = placeholders(2, chunk.len());
-            let sql = format!("DELETE FROM resident_households WHERE tenant = $1 AND household IN ({list})");
-            let mut q = sqlx::query(&sql).bind($tenant.as_str());
-            for k in chunk {
-                q = q.bind(k.as_str());
+            for sql in [
+                format!(
+                    "DELETE FROM resident_households WHERE tenant = $1 AND household IN ({list})"
+                ),
+                format!("{HOUSEHOLDS_INSERT} AND household IN ({list}) GROUP BY tenant, household"),
+            ] {
+                let mut q = sqlx::query(&sql).bind(tenant);
+                for k in chunk {
+                    q = q.bind(*k);
+                }
+                q.execute(&mut *self).await?;
             }
-            q.execute(&mut *$tx).await?;
-            let sql = format!(
-                "INSERT INTO resident_households (tenant, household, head_atena, machiaza, address, members) \
-                 SELECT tenant, household, MAX(CASE WHEN relation = '世帯主' THEN atena END), \
-                 MIN(machiaza), MIN(address), COUNT(*) FROM residents \
-                 WHERE tenant = $1 AND status = '在住' AND household IN ({list}) \
-                 GROUP BY tenant, household"
-            );
-            let mut q = sqlx::query(&sql).bind($tenant.as_str());
-            for k in chunk {
-                q = q.bind(k.as_str());
-            }
-            q.execute(&mut *$tx).await?;
         }
-    }};
+        Ok(())
+    }
+}
+
+// PostgreSQL: statements whose best plan depends on how big the tables are right now
+// are sent unprepared (`persistent(false)`), so each is planned with its parameters.
+// A cached generic plan made while a table was small (early in an import, or in a
+// fresh database) would otherwise keep scanning the whole table once it is large.
+impl ImportConn for PgConnection {
+    shared_import_ops!();
+
+    async fn lock(&mut self, key: &str) -> Result<()> {
+        sqlx::query(PG_IMPORT_LOCK)
+            .bind(key)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
+    async fn stored_rows(
+        &mut self,
+        tenant: &str,
+        table: Table<'_>,
+        keys: &[&str],
+    ) -> Result<Vec<StoredRow>> {
+        let (_, key, first) = table.scope();
+        let sql = format!("{} AND {key} = ANY(${first})", table.select_rows());
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(PG_BATCH) {
+            let mut q = sqlx::query(&sql).persistent(false).bind(tenant);
+            if let Table::Records(kind) = table {
+                q = q.bind(kind);
+            }
+            let mut rows = q.bind(chunk).fetch(&mut *self);
+            while let Some(r) = rows.try_next().await? {
+                found.push(stored_row(&r)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete(&mut self, tenant: &str, table: Table<'_>, keys: &[&str]) -> Result<()> {
+        let (scope, key, first) = table.scope();
+        let sql = format!("DELETE FROM {scope} AND {key} = ANY(${first})");
+        for chunk in keys.chunks(PG_BATCH) {
+            let mut q = sqlx::query(&sql).persistent(false).bind(tenant);
+            if let Table::Records(kind) = table {
+                q = q.bind(kind);
+            }
+            q.bind(chunk).execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_residents(
+        &mut self,
+        tenant: &str,
+        rows: &[&ResidentRow],
+        now_ms: i64,
+    ) -> Result<()> {
+        const SQL: &str =
+            "INSERT INTO residents (tenant, atena, household, name, kana, birth_date, \
+             sex, relation, machiaza, address, status, name_key, kana_key, address_key, data, \
+             row_hash, imported_at_ms) \
+             SELECT $1::text, u.*, $17::bigint FROM UNNEST($2::text[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[]) AS u";
+        for chunk in rows.chunks(PG_BATCH) {
+            let col = |f: fn(&ResidentRow) -> &str| chunk.iter().map(|r| f(r)).collect::<Vec<_>>();
+            sqlx::query(SQL)
+                .bind(tenant)
+                .bind(col(|r| &r.atena))
+                .bind(col(|r| &r.household))
+                .bind(col(|r| &r.name))
+                .bind(col(|r| &r.kana))
+                .bind(col(|r| &r.birth_date))
+                .bind(col(|r| &r.sex))
+                .bind(col(|r| &r.relation))
+                .bind(col(|r| &r.machiaza))
+                .bind(col(|r| &r.address))
+                .bind(col(|r| &r.status))
+                .bind(col(|r| &r.name_key))
+                .bind(col(|r| &r.kana_key))
+                .bind(col(|r| &r.address_key))
+                .bind(col(|r| &r.data))
+                .bind(chunk.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>())
+                .bind(now_ms)
+                .execute(&mut *self)
+                .await
+                .map_err(|e| super::backend::classify(e, "resident", "tenant"))?;
+        }
+        Ok(())
+    }
+
+    async fn insert_records(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+        rows: &[&RecordRow],
+        now_ms: i64,
+    ) -> Result<()> {
+        const SQL: &str =
+            "INSERT INTO resident_records (tenant, kind, rkey, atena, data, row_hash, \
+             imported_at_ms) \
+             SELECT $1::text, $2::text, u.*, $7::bigint \
+             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::bytea[]) AS u";
+        for chunk in rows.chunks(PG_BATCH) {
+            sqlx::query(SQL)
+                .bind(tenant)
+                .bind(kind)
+                .bind(chunk.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.atena.as_deref()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.data.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>())
+                .bind(now_ms)
+                .execute(&mut *self)
+                .await
+                .map_err(|e| super::backend::classify(e, "record", "tenant"))?;
+        }
+        Ok(())
+    }
+
+    async fn recompute_households(&mut self, tenant: &str, touched: &[&str]) -> Result<()> {
+        let delete = "DELETE FROM resident_households WHERE tenant = $1 AND household = ANY($2)";
+        let insert =
+            format!("{HOUSEHOLDS_INSERT} AND household = ANY($2) GROUP BY tenant, household");
+        for chunk in touched.chunks(PG_BATCH) {
+            for sql in [delete, insert.as_str()] {
+                sqlx::query(sql)
+                    .persistent(false)
+                    .bind(tenant)
+                    .bind(chunk)
+                    .execute(&mut *self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies a full file to `table` on `c` (inside the caller's transaction): the
+/// tenant's rows become exactly `rows`.
+async fn apply_full<C: ImportConn, R: ImportRow>(
+    c: &mut C,
+    tenant: &str,
+    table: Table<'_>,
+    rows: &[R],
+    mark: &ImportMark,
+    now_ms: i64,
+) -> Result<ApplyResult> {
+    c.lock(&table.lock_key(tenant)).await?;
+    if let (Some(new), Some((_, Some(last)))) =
+        (&mark.as_of, c.read_mark(tenant, table.kind()).await?)
+    {
+        if *new < last {
+            return Err(StoreError::Conflict(
+                "the file is older than the last one applied",
+            ));
+        }
+    }
+    let mut old = c.stored_hashes(tenant, table).await?;
+    let mut result = ApplyResult::default();
+    let mut to_write: Vec<&R> = Vec::new();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut changed_keys: Vec<&str> = Vec::new();
+    for r in rows {
+        match old.remove(r.key()) {
+            Some(s) if s.hash == r.hash() => result.unchanged += 1,
+            Some(s) => {
+                touched.extend(s.household);
+                touched.extend(r.household().map(str::to_owned));
+                changed_keys.push(r.key());
+                to_write.push(r);
+            }
+            None => {
+                touched.extend(r.household().map(str::to_owned));
+                result.added.push(r.key().to_owned());
+                to_write.push(r);
+            }
+        }
+    }
+    let mut removed: Vec<(String, Stored)> = old.into_iter().collect();
+    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, s) in removed {
+        touched.extend(s.household);
+        result.removed.push(key);
+    }
+    // The old content of changed rows, for the report's field-level changes.
+    result.changed = c
+        .stored_rows(tenant, table, &changed_keys)
+        .await?
+        .into_iter()
+        .map(|s| (s.key, s.data))
+        .collect();
+    result.changed.sort();
+    let deletes: Vec<&str> = changed_keys
+        .iter()
+        .copied()
+        .chain(result.removed.iter().map(String::as_str))
+        .collect();
+    c.delete(tenant, table, &deletes).await?;
+    R::insert(c, tenant, table, &to_write, now_ms).await?;
+    if table == Table::Residents && !touched.is_empty() {
+        // When most households were touched (a first import), one pass over the
+        // tenant's residents beats a lookup per household.
+        if touched.len() * 4 >= rows.len() {
+            c.recompute_all_households(tenant).await?;
+        } else {
+            let touched: Vec<&str> = touched.iter().map(String::as_str).collect();
+            c.recompute_households(tenant, &touched).await?;
+        }
+    }
+    c.upsert_mark(tenant, table.kind(), mark, now_ms).await?;
+    Ok(result)
+}
+
+/// Applies a delta file to `table` on `c` (inside the caller's transaction); see
+/// [`Store::apply_resident_delta`].
+async fn apply_delta<C: ImportConn, R: ImportRow>(
+    c: &mut C,
+    tenant: &str,
+    table: Table<'_>,
+    ops: &[DeltaOp<R>],
+    mark: &ImportMark,
+    now_ms: i64,
+) -> Result<DeltaApplied> {
+    c.lock(&table.lock_key(tenant)).await?;
+    if let Some((hash, last)) = c.read_mark(tenant, table.kind()).await? {
+        if hash == mark.file_hash {
+            return Ok(DeltaApplied::AlreadyApplied);
+        }
+        if let (Some(new), Some(last)) = (&mark.as_of, last) {
+            if *new < last {
+                return Ok(DeltaApplied::Older { last });
+            }
+        }
+    }
+    // The stored state of every key the delta names.
+    let keys: Vec<&str> = ops.iter().map(|o| o.key.as_str()).collect();
+    let old: HashMap<String, (Stored, String)> = c
+        .stored_rows(tenant, table, &keys)
+        .await?
+        .into_iter()
+        .map(|s| (s.key, (s.stored, s.data)))
+        .collect();
+    let conflicts = conflicts_of(ops, |k| old.contains_key(k));
+    if !conflicts.is_empty() {
+        return Ok(DeltaApplied::Conflicts(conflicts));
+    }
+    let mut result = ApplyResult::default();
+    let mut to_write: Vec<&R> = Vec::new();
+    let mut deletes: Vec<&str> = Vec::new();
+    let mut touched: BTreeSet<&str> = BTreeSet::new();
+    for op in ops {
+        match (op.action, &op.row, old.get(&op.key)) {
+            (DeltaAction::Add, Some(r), _) => {
+                touched.extend(r.household());
+                result.added.push(op.key.clone());
+                to_write.push(r);
+            }
+            (DeltaAction::Change, Some(r), Some((s, data))) => {
+                if s.hash == r.hash() {
+                    result.unchanged += 1;
+                } else {
+                    touched.extend(s.household.as_deref());
+                    touched.extend(r.household());
+                    result.changed.push((op.key.clone(), data.clone()));
+                    deletes.push(&op.key);
+                    to_write.push(r);
+                }
+            }
+            (DeltaAction::Remove, _, Some((s, _))) => {
+                touched.extend(s.household.as_deref());
+                result.removed.push(op.key.clone());
+                deletes.push(&op.key);
+            }
+            _ => return Err(StoreError::Invalid("delta row")),
+        }
+    }
+    c.delete(tenant, table, &deletes).await?;
+    R::insert(c, tenant, table, &to_write, now_ms).await?;
+    if table == Table::Residents && !touched.is_empty() {
+        let touched: Vec<&str> = touched.into_iter().collect();
+        c.recompute_households(tenant, &touched).await?;
+    }
+    c.upsert_mark(tenant, table.kind(), mark, now_ms).await?;
+    Ok(DeltaApplied::Applied(result))
 }
 
 impl Store {
@@ -462,129 +1067,9 @@ impl Store {
         for r in rows {
             check_resident(r)?;
         }
-        let is_pg = self.backend() == BackendKind::Postgres;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if is_pg {
-                sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/residents", tenant.as_str())).execute(&mut *tx).await?;
-            }
-            check_order!(tx, tenant, "jumin", mark);
-            let existing = sqlx::query("SELECT atena, household, row_hash FROM residents WHERE tenant = $1")
-                .bind(tenant.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut old: HashMap<String, (String, Vec<u8>)> = HashMap::with_capacity(existing.len());
-            for r in &existing {
-                old.insert(r.text("atena")?, (r.text("household")?, r.bytes("row_hash")?));
-            }
-            drop(existing);
-            let mut result = ApplyResult::default();
-            let mut to_write: Vec<&ResidentRow> = Vec::new();
-            let mut touched: BTreeSet<String> = BTreeSet::new();
-            let mut changed_keys: Vec<String> = Vec::new();
-            for r in rows {
-                match old.remove(&r.atena) {
-                    Some((_, hash)) if hash == r.hash => result.unchanged += 1,
-                    Some((household, _)) => {
-                        touched.insert(household);
-                        touched.insert(r.household.clone());
-                        changed_keys.push(r.atena.clone());
-                        to_write.push(r);
-                    }
-                    None => {
-                        touched.insert(r.household.clone());
-                        result.added.push(r.atena.clone());
-                        to_write.push(r);
-                    }
-                }
-            }
-            let mut removed: Vec<(String, String)> = old.into_iter().map(|(k, (h, _))| (k, h)).collect();
-            removed.sort();
-            for (_, h) in &removed {
-                touched.insert(h.clone());
-            }
-            result.removed = removed.into_iter().map(|(k, _)| k).collect();
-
-            // The old content of changed rows, for the report's field-level changes.
-            for chunk in changed_keys.chunks(KEY_BATCH) {
-                let sql = format!(
-                    "SELECT atena, data FROM residents WHERE tenant = $1 AND atena IN ({})",
-                    placeholders(2, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str());
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    result.changed.push((r.text("atena")?, r.text("data")?));
-                }
-            }
-            result.changed.sort();
-
-            let deletes: Vec<&String> = changed_keys.iter().chain(result.removed.iter()).collect();
-            for chunk in deletes.chunks(KEY_BATCH) {
-                let sql = format!(
-                    "DELETE FROM residents WHERE tenant = $1 AND atena IN ({})",
-                    placeholders(2, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str());
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                q.execute(&mut *tx).await?;
-            }
-            for chunk in to_write.chunks(INSERT_BATCH) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO residents (tenant, atena, household, name, kana, birth_date, sex, \
-                     relation, machiaza, address, status, name_key, kana_key, address_key, data, \
-                     row_hash, imported_at_ms) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(tenant.as_str())
-                        .push_bind(r.atena.as_str())
-                        .push_bind(r.household.as_str())
-                        .push_bind(r.name.as_str())
-                        .push_bind(r.kana.as_str())
-                        .push_bind(r.birth_date.as_str())
-                        .push_bind(r.sex.as_str())
-                        .push_bind(r.relation.as_str())
-                        .push_bind(r.machiaza.as_str())
-                        .push_bind(r.address.as_str())
-                        .push_bind(r.status.as_str())
-                        .push_bind(r.name_key.as_str())
-                        .push_bind(r.kana_key.as_str())
-                        .push_bind(r.address_key.as_str())
-                        .push_bind(r.data.as_str())
-                        .push_bind(r.hash.as_slice())
-                        .push_bind(now_ms);
-                });
-                qb.build().execute(&mut *tx).await.map_err(|e| super::backend::classify(e, "resident", "tenant"))?;
-            }
-
-            // Households: recompute the touched ones from the residents living there.
-            let touched: Vec<String> = touched.into_iter().collect();
-            for chunk in touched.chunks(KEY_BATCH) {
-                let list = placeholders(2, chunk.len());
-                let sql = format!("DELETE FROM resident_households WHERE tenant = $1 AND household IN ({list})");
-                let mut q = sqlx::query(&sql).bind(tenant.as_str());
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                q.execute(&mut *tx).await?;
-                let sql = format!(
-                    "INSERT INTO resident_households (tenant, household, head_atena, machiaza, address, members) \
-                     SELECT tenant, household, MAX(CASE WHEN relation = '世帯主' THEN atena END), \
-                     MIN(machiaza), MIN(address), COUNT(*) FROM residents \
-                     WHERE tenant = $1 AND status = '在住' AND household IN ({list}) \
-                     GROUP BY tenant, household"
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str());
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                q.execute(&mut *tx).await?;
-            }
-            upsert_mark!(tx, tenant, "jumin", mark, now_ms);
+            let result = apply_full(&mut *tx, tenant.as_str(), Table::Residents, rows, mark, now_ms).await?;
             tx.commit().await?;
             Ok(result)
         })
@@ -600,97 +1085,17 @@ impl Store {
         mark: &ImportMark,
         now_ms: i64,
     ) -> Result<ApplyResult> {
-        check_id("kind", kind)?;
+        check_record_kind(kind)?;
         for r in rows {
-            check_id("record key", &r.key)?;
-            check_text("data", &r.data)?;
-            if let Some(a) = &r.atena {
-                check_text("atena", a)?;
-            }
+            check_record(r)?;
         }
-        let is_pg = self.backend() == BackendKind::Postgres;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if is_pg {
-                sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/{kind}", tenant.as_str())).execute(&mut *tx).await?;
-            }
-            check_order!(tx, tenant, kind, mark);
-            let existing = sqlx::query("SELECT rkey, row_hash FROM resident_records WHERE tenant = $1 AND kind = $2")
-                .bind(tenant.as_str())
-                .bind(kind)
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut old: HashMap<String, Vec<u8>> = HashMap::with_capacity(existing.len());
-            for r in &existing {
-                old.insert(r.text("rkey")?, r.bytes("row_hash")?);
-            }
-            drop(existing);
-            let mut result = ApplyResult::default();
-            let mut to_write: Vec<&RecordRow> = Vec::new();
-            let mut changed_keys: Vec<String> = Vec::new();
-            for r in rows {
-                match old.remove(&r.key) {
-                    Some(hash) if hash == r.hash => result.unchanged += 1,
-                    Some(_) => {
-                        changed_keys.push(r.key.clone());
-                        to_write.push(r);
-                    }
-                    None => {
-                        result.added.push(r.key.clone());
-                        to_write.push(r);
-                    }
-                }
-            }
-            let mut removed: Vec<String> = old.into_keys().collect();
-            removed.sort();
-            result.removed = removed;
-            for chunk in changed_keys.chunks(KEY_BATCH) {
-                let sql = format!(
-                    "SELECT rkey, data FROM resident_records WHERE tenant = $1 AND kind = $2 AND rkey IN ({})",
-                    placeholders(3, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(kind);
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    result.changed.push((r.text("rkey")?, r.text("data")?));
-                }
-            }
-            result.changed.sort();
-            let deletes: Vec<&String> = changed_keys.iter().chain(result.removed.iter()).collect();
-            for chunk in deletes.chunks(KEY_BATCH) {
-                let sql = format!(
-                    "DELETE FROM resident_records WHERE tenant = $1 AND kind = $2 AND rkey IN ({})",
-                    placeholders(3, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(kind);
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                q.execute(&mut *tx).await?;
-            }
-            for chunk in to_write.chunks(INSERT_BATCH * 2) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO resident_records (tenant, kind, rkey, atena, data, row_hash, imported_at_ms) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(tenant.as_str())
-                        .push_bind(kind)
-                        .push_bind(r.key.as_str())
-                        .push_bind(r.atena.as_deref())
-                        .push_bind(r.data.as_str())
-                        .push_bind(r.hash.as_slice())
-                        .push_bind(now_ms);
-                });
-                qb.build().execute(&mut *tx).await.map_err(|e| super::backend::classify(e, "record", "tenant"))?;
-            }
-            upsert_mark!(tx, tenant, kind, mark, now_ms);
+            let result = apply_full(&mut *tx, tenant.as_str(), Table::Records(kind), rows, mark, now_ms).await?;
             tx.commit().await?;
             Ok(result)
         })
     }
-
     /// The file last applied for a kind, if any (its name and hash).
     pub async fn last_import(&self, tenant: &TenantId, kind: &str) -> Result<Option<ImportMark>> {
         with_pool!(self, pool => {
@@ -741,6 +1146,31 @@ impl Store {
             let mut found = rows.iter().map(resident_from_row).collect::<Result<Vec<_>>>()?;
             found.sort_by(|a, b| a.atena.cmp(&b.atena));
             Ok(found)
+        })
+    }
+
+    /// 宛名番号, folded name and folded address of the residents born on
+    /// `birth_date`, at most [`BIRTH_KEYS_LIMIT`]: narrow rows read from the birth-date
+    /// index alone, for the card lookup to compare before it reads the few full rows
+    /// that match (a birth date has a few hundred people in a city of 10⁷).
+    pub async fn resident_keys_born_on(
+        &self,
+        tenant: &TenantId,
+        birth_date: &str,
+    ) -> Result<Vec<(String, String, String)>> {
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT atena, name_key, address_key FROM residents \
+                 WHERE tenant = $1 AND birth_date = $2 LIMIT $3",
+            )
+            .bind(tenant.as_str())
+            .bind(birth_date)
+            .bind(BIRTH_KEYS_LIMIT)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.text("atena")?, r.text("name_key")?, r.text("address_key")?)))
+                .collect()
         })
     }
 
@@ -1024,78 +1454,14 @@ impl Store {
                 _ => return Err(StoreError::Invalid("delta row")),
             }
         }
-        let is_pg = self.backend() == BackendKind::Postgres;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if is_pg {
-                sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/residents", tenant.as_str())).execute(&mut *tx).await?;
+            let applied = apply_delta(&mut *tx, tenant.as_str(), Table::Residents, ops, mark, now_ms).await?;
+            // Only an applied delta is kept; anything else rolls back (and wrote nothing).
+            if matches!(applied, DeltaApplied::Applied(_)) {
+                tx.commit().await?;
             }
-            if let Some((hash, last)) = read_mark!(tx, tenant, "jumin") {
-                if hash == mark.file_hash {
-                    return Ok(DeltaApplied::AlreadyApplied);
-                }
-                if let (Some(new), Some(last)) = (&mark.as_of, last) {
-                    if *new < last {
-                        return Ok(DeltaApplied::Older { last });
-                    }
-                }
-            }
-            // The stored state of every key the delta names.
-            let keys: Vec<&String> = ops.iter().map(|o| &o.key).collect();
-            let mut old: HashMap<String, (String, Vec<u8>, String)> = HashMap::with_capacity(keys.len());
-            for chunk in keys.chunks(KEY_BATCH) {
-                let sql = format!(
-                    "SELECT atena, household, row_hash, data FROM residents WHERE tenant = $1 AND atena IN ({})",
-                    placeholders(2, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str());
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    old.insert(r.text("atena")?, (r.text("household")?, r.bytes("row_hash")?, r.text("data")?));
-                }
-            }
-            let conflicts = conflicts_of(ops, |k| old.contains_key(k));
-            if !conflicts.is_empty() {
-                return Ok(DeltaApplied::Conflicts(conflicts));
-            }
-            let mut result = ApplyResult::default();
-            let mut to_write: Vec<&ResidentRow> = Vec::new();
-            let mut deletes: Vec<String> = Vec::new();
-            let mut touched: BTreeSet<String> = BTreeSet::new();
-            for op in ops {
-                match (op.action, &op.row, old.get(&op.key)) {
-                    (DeltaAction::Add, Some(r), _) => {
-                        touched.insert(r.household.clone());
-                        result.added.push(op.key.clone());
-                        to_write.push(r);
-                    }
-                    (DeltaAction::Change, Some(r), Some((household, hash, data))) => {
-                        if *hash == r.hash {
-                            result.unchanged += 1;
-                        } else {
-                            touched.insert(household.clone());
-                            touched.insert(r.household.clone());
-                            result.changed.push((op.key.clone(), data.clone()));
-                            deletes.push(op.key.clone());
-                            to_write.push(r);
-                        }
-                    }
-                    (DeltaAction::Remove, _, Some((household, _, _))) => {
-                        touched.insert(household.clone());
-                        result.removed.push(op.key.clone());
-                        deletes.push(op.key.clone());
-                    }
-                    _ => return Err(StoreError::Invalid("delta row")),
-                }
-            }
-            delete_keys!(tx, tenant, "DELETE FROM residents WHERE tenant = $1 AND atena IN", 2, std::iter::empty::<&str>(), deletes);
-            insert_residents!(tx, tenant, to_write, now_ms);
-            recompute_households!(tx, tenant, touched);
-            upsert_mark!(tx, tenant, "jumin", mark, now_ms);
-            tx.commit().await?;
-            Ok(DeltaApplied::Applied(result))
+            Ok(applied)
         })
     }
 
@@ -1109,88 +1475,26 @@ impl Store {
         mark: &ImportMark,
         now_ms: i64,
     ) -> Result<DeltaApplied> {
-        check_id("kind", kind)?;
+        check_record_kind(kind)?;
         for op in ops {
             check_id("record key", &op.key)?;
             match (&op.row, op.action) {
                 (Some(r), DeltaAction::Add | DeltaAction::Change) if r.key == op.key => {
-                    check_text("data", &r.data)?;
-                    if let Some(a) = &r.atena {
-                        check_text("atena", a)?;
-                    }
+                    check_record(r)?
                 }
                 (None, DeltaAction::Remove) => {}
                 _ => return Err(StoreError::Invalid("delta row")),
             }
         }
-        let is_pg = self.backend() == BackendKind::Postgres;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if is_pg {
-                sqlx::query(PG_IMPORT_LOCK).bind(format!("{}/{kind}", tenant.as_str())).execute(&mut *tx).await?;
+            let applied = apply_delta(&mut *tx, tenant.as_str(), Table::Records(kind), ops, mark, now_ms).await?;
+            if matches!(applied, DeltaApplied::Applied(_)) {
+                tx.commit().await?;
             }
-            if let Some((hash, last)) = read_mark!(tx, tenant, kind) {
-                if hash == mark.file_hash {
-                    return Ok(DeltaApplied::AlreadyApplied);
-                }
-                if let (Some(new), Some(last)) = (&mark.as_of, last) {
-                    if *new < last {
-                        return Ok(DeltaApplied::Older { last });
-                    }
-                }
-            }
-            let keys: Vec<&String> = ops.iter().map(|o| &o.key).collect();
-            let mut old: HashMap<String, (Vec<u8>, String)> = HashMap::with_capacity(keys.len());
-            for chunk in keys.chunks(KEY_BATCH) {
-                let sql = format!(
-                    "SELECT rkey, row_hash, data FROM resident_records WHERE tenant = $1 AND kind = $2 AND rkey IN ({})",
-                    placeholders(3, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(kind);
-                for k in chunk {
-                    q = q.bind(k.as_str());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    old.insert(r.text("rkey")?, (r.bytes("row_hash")?, r.text("data")?));
-                }
-            }
-            let conflicts = conflicts_of(ops, |k| old.contains_key(k));
-            if !conflicts.is_empty() {
-                return Ok(DeltaApplied::Conflicts(conflicts));
-            }
-            let mut result = ApplyResult::default();
-            let mut to_write: Vec<&RecordRow> = Vec::new();
-            let mut deletes: Vec<String> = Vec::new();
-            for op in ops {
-                match (op.action, &op.row, old.get(&op.key)) {
-                    (DeltaAction::Add, Some(r), _) => {
-                        result.added.push(op.key.clone());
-                        to_write.push(r);
-                    }
-                    (DeltaAction::Change, Some(r), Some((hash, data))) => {
-                        if *hash == r.hash {
-                            result.unchanged += 1;
-                        } else {
-                            result.changed.push((op.key.clone(), data.clone()));
-                            deletes.push(op.key.clone());
-                            to_write.push(r);
-                        }
-                    }
-                    (DeltaAction::Remove, _, Some(_)) => {
-                        result.removed.push(op.key.clone());
-                        deletes.push(op.key.clone());
-                    }
-                    _ => return Err(StoreError::Invalid("delta row")),
-                }
-            }
-            delete_keys!(tx, tenant, "DELETE FROM resident_records WHERE tenant = $1 AND kind = $2 AND rkey IN", 3, [kind], deletes);
-            insert_records!(tx, tenant, kind, to_write, now_ms);
-            upsert_mark!(tx, tenant, kind, mark, now_ms);
-            tx.commit().await?;
-            Ok(DeltaApplied::Applied(result))
+            Ok(applied)
         })
     }
-
     /// The timestamp of the newest timestamped file applied for a kind.
     pub async fn last_import_as_of(&self, tenant: &TenantId, kind: &str) -> Result<Option<String>> {
         with_pool!(self, pool => {
@@ -1300,6 +1604,115 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::store::Tenant;
+
+    fn resident(atena: &str, household: &str, relation: &str) -> ResidentRow {
+        ResidentRow {
+            atena: atena.into(),
+            household: household.into(),
+            name: format!("見本　{atena}"),
+            kana: "ミホン".into(),
+            birth_date: "1980-01-02".into(),
+            sex: "1".into(),
+            relation: relation.into(),
+            machiaza: "001".into(),
+            address: "本町1-2-3".into(),
+            status: "在住".into(),
+            name_key: format!("見本{atena}"),
+            kana_key: "ミホン".into(),
+            address_key: "本町1-2-3".into(),
+            data: "{}".into(),
+            hash: format!("{atena}{household}").into_bytes(),
+        }
+    }
+
+    fn mark(rows: u64, n: u8) -> ImportMark {
+        ImportMark {
+            file: "jumin.csv".into(),
+            rows,
+            file_hash: vec![n],
+            as_of: None,
+        }
+    }
+
+    /// A first import derives every household at once; a later file that removes a
+    /// head and moves a wife to another household updates just those, and the same
+    /// file again changes nothing.
+    async fn households_follow_full_imports(url: &str) {
+        let store = Store::open(url).await.unwrap();
+        let t = TenantId::new("city").unwrap();
+        let tenant = Tenant {
+            id: t.clone(),
+            name: "見本市".into(),
+        };
+        store.create_tenant(&tenant, 0).await.unwrap();
+        let mut rows = Vec::new();
+        for h in 0..20 {
+            rows.push(resident(&format!("{h:03}1"), &format!("H{h:02}"), "世帯主"));
+            rows.push(resident(&format!("{h:03}2"), &format!("H{h:02}"), "妻"));
+        }
+        let first = store
+            .apply_residents(&t, &rows, &mark(40, 1), 0)
+            .await
+            .unwrap();
+        assert_eq!(first.added.len(), 40);
+        assert_eq!(store.resident_counts(&t).await.unwrap().households, 20);
+        let h = store.household(&t, "H05").await.unwrap().unwrap();
+        assert_eq!((h.members, h.head_atena.as_deref()), (2, Some("0051")));
+
+        let mut next: Vec<ResidentRow> =
+            rows.iter().filter(|r| r.atena != "0001").cloned().collect();
+        let wife = next.iter_mut().find(|r| r.atena == "0012").unwrap();
+        *wife = resident("0012", "H02", "妻");
+        let applied = store
+            .apply_residents(&t, &next, &mark(39, 2), 1)
+            .await
+            .unwrap();
+        assert_eq!(applied.removed, ["0001"]);
+        let changed: Vec<&str> = applied.changed.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(changed, ["0012"]);
+        assert_eq!(applied.unchanged, 38);
+        let h0 = store.household(&t, "H00").await.unwrap().unwrap();
+        assert_eq!((h0.members, h0.head_atena), (1, None));
+        let h1 = store.household(&t, "H01").await.unwrap().unwrap();
+        assert_eq!((h1.members, h1.head_atena.as_deref()), (1, Some("0011")));
+        let h2 = store.household(&t, "H02").await.unwrap().unwrap();
+        assert_eq!(h2.members, 3);
+        assert_eq!(
+            store.household(&t, "H05").await.unwrap().unwrap().members,
+            2
+        );
+
+        let again = store
+            .apply_residents(&t, &next, &mark(39, 3), 2)
+            .await
+            .unwrap();
+        assert!(again.added.is_empty() && again.changed.is_empty() && again.removed.is_empty());
+        assert_eq!(again.unchanged, 39);
+        assert_eq!(store.resident_counts(&t).await.unwrap().households, 20);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn households_follow_full_imports_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("store.db").display()
+        );
+        households_follow_full_imports(&url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn households_follow_full_imports_postgres() {
+        let pg = tokio::task::spawn_blocking(kakanai_test_peers::Postgres::start)
+            .await
+            .unwrap()
+            .expect("PostgreSQL must start for this test");
+        pg.create_database("households").unwrap();
+        households_follow_full_imports(&pg.url_for("households")).await;
+    }
 
     #[test]
     fn prefix_upper_bounds() {

@@ -8,6 +8,8 @@
 //! persistence false
 //! log_dest file DIR/mosquitto.log
 //! log_type all
+//! set_tcp_nodelay true           # as production should: else a small packet right
+//!                                # after another waits for the peer's delayed ACK
 //! allow_anonymous true
 //! listener PORT 127.0.0.1
 //! <extra lines>
@@ -80,6 +82,7 @@ impl Mosquitto {
             let port = util::free_port();
             let text = format!(
                 "user root\npersistence false\nlog_dest file {log}\nlog_type all\n\
+                 set_tcp_nodelay true\n\
                  allow_anonymous true\nlistener {port} 127.0.0.1\n{extra}\n",
                 log = log.display()
             );
@@ -143,6 +146,48 @@ impl Mosquitto {
     /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// Stops the broker (SIGTERM, as a service restart does) and keeps its directory
+    /// and port for [`start_again`](Self::start_again). With the default
+    /// `persistence false` it forgets every session and retained message, like a
+    /// broker that crashed: clients must subscribe and announce themselves again.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the stopped broker again with the same configuration on the same port;
+    /// returns once it accepts connections.
+    pub fn start_again(&mut self) -> Result<()> {
+        let binary = util::find_binary(PEER, "mosquitto", "mosquitto")?;
+        let (out, err) = util::log_file(&self.dir.path().join("mosquitto.stdout.again"))?;
+        let mut process = PeerProcess::spawn(
+            PEER,
+            Command::new(&binary)
+                .arg("-c")
+                .arg(self.dir.path().join("mosquitto.conf"))
+                .stdout(out)
+                .stderr(err),
+        )?;
+        let port = self.port;
+        match util::wait_ready(&mut process, util::START_TIMEOUT, || {
+            util::port_accepts(port)
+        })? {
+            Wait::Ready => {
+                self.process = process;
+                Ok(())
+            }
+            Wait::Exited(status) => Err(PeerError::Exited {
+                peer: PEER,
+                status: status.to_string(),
+                log_tail: tails(self.dir.path()),
+            }),
+            Wait::TimedOut => Err(PeerError::StartTimeout {
+                peer: PEER,
+                timeout_secs: util::START_TIMEOUT.as_secs(),
+                log_tail: tails(self.dir.path()),
+            }),
+        }
     }
 
     /// Makes the broker re-read its configuration (SIGHUP): the ACL file, and the TLS
