@@ -235,11 +235,21 @@ impl LinkHandle {
         tokio::task::spawn_blocking(move || store.enqueue(&[queued]))
             .await
             .map_err(|_| LinkError::Closed)??;
-        // If this fails (link down), the message waits in the outbox for the next
-        // connection.
-        let _ = self
-            .client
-            .try_publish(item.topic, QoS::AtLeastOnce, false, item.signed);
+        // Link down: the message waits in the outbox for the next connection. Online
+        // with the client's queue full (a burst): wait for room in a task of its own,
+        // so the message goes now rather than with the stale re-send 20 s later.
+        let (topic, signed) = (item.topic, item.signed);
+        if let Err(rumqttc::ClientError::TryRequest(_)) =
+            self.client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, signed.clone())
+        {
+            if self.is_online() {
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    let _ = client.publish(topic, QoS::AtLeastOnce, false, signed).await;
+                });
+            }
+        }
         Ok(envelope.id)
     }
 
@@ -584,7 +594,7 @@ impl LinkTask {
         let _ = self.online.send(true);
         tracing::info!("link to the broker up");
         self.emit(LinkEvent::Online).await;
-        self.resend_outbox(None);
+        self.resend_outbox();
     }
 
     /// Why a timer: a broker may drop QoS 1 messages it cannot queue for a slow
@@ -592,6 +602,8 @@ impl LinkTask {
     fn spawn_stale_resender(&self) {
         let store = Arc::clone(&self.handle.store);
         let client = self.handle.client.clone();
+        // Weak: the sender's strong count tells other tasks whether the link lives.
+        let sender = Arc::downgrade(&self.handle.sender);
         let mut online = self.online.subscribe();
         tokio::spawn(async move {
             let mut tick =
@@ -600,8 +612,9 @@ impl LinkTask {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
+                        let Some(sender) = sender.upgrade() else { return };
                         if *online.borrow() {
-                            resend_outbox(Arc::clone(&store), client.clone(), Some(STALE_AFTER_MS));
+                            resend_outbox(Arc::clone(&store), client.clone(), Some((STALE_AFTER_MS, sender)));
                         }
                     }
                     // The link task ended: let go of the store at once.
@@ -613,11 +626,11 @@ impl LinkTask {
 
     /// Publishes the whole outbox again, oldest first, from a separate task so the
     /// event loop keeps turning (rumqttc's request queue drains only while polled).
-    fn resend_outbox(&self, min_age_ms: Option<i64>) {
+    fn resend_outbox(&self) {
         resend_outbox(
             Arc::clone(&self.handle.store),
             self.handle.client.clone(),
-            min_age_ms,
+            None,
         );
     }
 
@@ -737,12 +750,22 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Publishes the outbox again, oldest first (only messages older than `min_age_ms`
-/// when given), from a task of its own so the event loop keeps turning (rumqttc's
-/// request queue drains only while polled).
-fn resend_outbox(store: Arc<ApplianceStore>, client: AsyncClient, min_age_ms: Option<i64>) {
+/// Publishes the outbox again, oldest first, from a task of its own so the event loop
+/// keeps turning (rumqttc's request queue drains only while polled).
+///
+/// `stale`: only messages older than that many ms, each signed again with a fresh
+/// sequence number (same message id). A message that went unacknowledged for that
+/// long may by now be more than a replay window behind what the control plane has
+/// seen since (a burst of newer messages got through), and the control plane refuses
+/// a sequence number older than its window; with a fresh one it recognises the
+/// message by its id instead (handled once, or acked as a duplicate).
+fn resend_outbox(
+    store: Arc<ApplianceStore>,
+    client: AsyncClient,
+    stale: Option<(i64, Arc<Mutex<Sender>>)>,
+) {
     tokio::spawn(async move {
-        let cutoff = min_age_ms.map(|age| now_ms().saturating_sub(age));
+        let cutoff = stale.as_ref().map(|(age, _)| now_ms().saturating_sub(*age));
         let mut after = 0u64;
         loop {
             let store = Arc::clone(&store);
@@ -758,8 +781,12 @@ fn resend_outbox(store: Arc<ApplianceStore>, client: AsyncClient, min_age_ms: Op
                 if cutoff.is_some_and(|c| item.enqueued_ms > c) {
                     return;
                 }
+                let bytes = match &stale {
+                    Some((_, sender)) => reseal(sender, &item).await.unwrap_or(item.signed),
+                    None => item.signed,
+                };
                 if client
-                    .publish(item.topic, QoS::AtLeastOnce, false, item.signed)
+                    .publish(item.topic, QoS::AtLeastOnce, false, bytes)
                     .await
                     .is_err()
                 {
@@ -768,6 +795,22 @@ fn resend_outbox(store: Arc<ApplianceStore>, client: AsyncClient, min_age_ms: Op
             }
         }
     });
+}
+
+/// `item` signed again with the next sequence number; `None` (send it as it is) for a
+/// presence, or if it is not a message of ours.
+async fn reseal(sender: &Mutex<Sender>, item: &OutboxItem) -> Option<Vec<u8>> {
+    let mut sender = sender.lock().await;
+    let own = sender.identity.key.verifying_key();
+    let topic = Topic::parse(&item.topic).ok()?;
+    let verified =
+        kakanai_protocol::cose::verify(&item.signed, &topic.to_aad(), |_| Some(own)).ok()?;
+    let mut envelope = Envelope::decode(&verified.payload).ok()?;
+    if envelope.kind() == Kind::Presence {
+        return None;
+    }
+    envelope.seq = sender.seq.next_seq().ok()?;
+    sender.seal_up(&envelope).ok().map(|(_, bytes)| bytes)
 }
 
 /// Renews the certificate of the bundle in `bundle` from `renew_at` (Unix seconds)

@@ -178,8 +178,13 @@ async fn read_card(tablet: &Tablet, shot: Option<&str>, into_visit: bool) -> (Du
         .await;
     if into_visit {
         // A 転入: the card is taken into the visit at once and the screen goes back.
+        // Two RPCs (card lookup, family lookup) and a page load: allow for a loaded
+        // machine.
         tablet
-            .wait_for("location.pathname === '/visit' && !!document.querySelector('[data-step]') && document.querySelector('[data-step]').dataset.busy !== 'true'")
+            .wait_for_within(
+                "location.pathname === '/visit' && !!document.querySelector('[data-step]') && document.querySelector('[data-step]').dataset.busy !== 'true'",
+                Duration::from_secs(30),
+            )
             .await;
     } else {
         tablet
