@@ -322,7 +322,8 @@ async fn messages_sent_during_a_network_cut_arrive_after_it() {
         sent.insert(link.send(state(n)).await.unwrap());
     }
     assert!(store.pending_count().unwrap() >= 50);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The fault: the network is gone for 30 s.
+    tokio::time::sleep(Duration::from_secs(30)).await;
     proxy.restore();
     assert!(link.wait_online(WAIT).await);
     receive_all(&cp, &sent).await;
