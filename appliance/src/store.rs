@@ -152,30 +152,17 @@ impl std::fmt::Debug for ApplianceStore {
 impl ApplianceStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let reserve = path.with_extension("reserve");
-        let path = path.to_owned();
-        match Self::open_db(&path) {
-            Ok(db) => {
-                let store = Self {
-                    db: RwLock::new(Some(db)),
-                    path,
-                    reserve,
-                };
-                // Best effort: on a full disk the outbox refuses new messages until
-                // the reserve can be set aside.
-                let _ = store.keep_reserve();
-                Ok(store)
-            }
-            Err(StoreError::DiskFull) => {
-                release(&reserve);
-                Ok(Self {
-                    db: RwLock::new(Some(Self::open_db(&path)?)),
-                    path,
-                    reserve,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        let store = Self {
+            db: RwLock::new(None),
+            path: path.to_owned(),
+            reserve: path.with_extension("reserve"),
+        };
+        // Opening on a full disk gives up the reserve (see `reopen`).
+        store.reopen()?;
+        // Best effort: on a full disk the outbox refuses new messages until the
+        // reserve can be set aside.
+        let _ = store.keep_reserve();
+        Ok(store)
     }
 
     fn open_db(path: &Path) -> Result<Database, StoreError> {

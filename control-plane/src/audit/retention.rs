@@ -109,7 +109,8 @@ pub async fn archive_year<K: CheckpointKeys + ?Sized>(
         prev_hash: year.prev_hash,
         count: year.count,
     };
-    // The year's entries, paged in order (constant memory whatever the year's size).
+    // The year's entries, read in pages but all held in memory for the (synchronous)
+    // archive writer: memory grows with the year's size (not measured).
     let mut entries = Vec::new();
     let mut from = year.prev_seq + 1;
     let last = year.prev_seq + year.count;

@@ -415,7 +415,7 @@ fn search_text(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
 }
 
-fn hash_of(bytes: Vec<u8>, what: &'static str) -> Result<[u8; HASH_LEN]> {
+pub(super) fn hash_of(bytes: Vec<u8>, what: &'static str) -> Result<[u8; HASH_LEN]> {
     <[u8; HASH_LEN]>::try_from(bytes).map_err(|_| StoreError::Corrupt(what))
 }
 

@@ -10,7 +10,7 @@
 //! an archived year whose purge transaction is running. Recording an archive and
 //! deleting a year are audited in the same transaction as the change.
 
-use super::audit::{lock_audit_head, push_audit, store_audit_head};
+use super::audit::{hash_of, lock_audit_head, push_audit, store_audit_head};
 use super::backend::{to_i64, to_u64, with_pool, Backend, Cols};
 use super::{Result, Store, StoreError};
 use crate::audit::chain::{GENESIS, HASH_LEN};
@@ -58,10 +58,6 @@ pub struct AuditArchive {
     pub archived_at_ms: i64,
     /// When the year's entries were deleted, if they were.
     pub purged_at_ms: Option<i64>,
-}
-
-fn hash_of(bytes: Vec<u8>, what: &'static str) -> Result<[u8; HASH_LEN]> {
-    <[u8; HASH_LEN]>::try_from(bytes).map_err(|_| StoreError::Corrupt(what))
 }
 
 impl Store {
