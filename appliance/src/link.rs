@@ -654,12 +654,20 @@ impl LinkTask {
             Err(e) => return self.reject(&format!("refused: {e}")).await,
         };
         match envelope.body {
-            Body::Ack(Ack { of, .. }) => {
+            Body::Ack(ack) => {
+                // One ack may answer for several messages: removed in one write.
+                let ids: Vec<MessageId> = ack.ids().collect();
+                let bytes: Vec<[u8; 16]> = ids.iter().map(|id| *id.as_bytes()).collect();
                 let store = Arc::clone(&self.handle.store);
-                let removed = tokio::task::spawn_blocking(move || store.ack(of.as_bytes())).await;
+                let removed = tokio::task::spawn_blocking(move || store.ack_all(&bytes)).await;
                 match removed {
-                    Ok(Ok(true)) => self.emit(LinkEvent::Acked(of)).await,
-                    Ok(Ok(false)) => {}
+                    Ok(Ok(removed)) => {
+                        for (id, removed) in ids.into_iter().zip(removed) {
+                            if removed {
+                                self.emit(LinkEvent::Acked(id)).await;
+                            }
+                        }
+                    }
                     // Kept in the outbox: sent again later and acked again.
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot apply an ack"),
                     Err(e) => tracing::warn!(error = %e, "ack task failed"),
@@ -709,7 +717,7 @@ impl LinkTask {
         if status == AckStatus::Accepted {
             self.emit(LinkEvent::Command(envelope)).await;
         }
-        let ack = Body::Ack(Ack { of: id, status });
+        let ack = Body::Ack(Ack::of(id, status));
         let handle = self.handle.clone();
         // Acks go through the outbox like every message, from a task of their own
         // so that a full outbox cannot stall the event loop.

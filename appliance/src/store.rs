@@ -329,23 +329,31 @@ impl ApplianceStore {
     /// Removes the message the control plane acknowledged; false if it was not
     /// queued (already acked, or never ours).
     pub fn ack(&self, message_id: &[u8; 16]) -> Result<bool, StoreError> {
-        // The reserve is there for this: on a full disk it is given up.
-        self.recover(true, || self.remove_acked(message_id))
+        Ok(self.ack_all(&[*message_id])?.first() == Some(&true))
     }
 
-    fn remove_acked(&self, message_id: &[u8; 16]) -> Result<bool, StoreError> {
+    /// Removes every message one ack names, in one transaction; per id, whether it
+    /// was queued.
+    pub fn ack_all(&self, message_ids: &[[u8; 16]]) -> Result<Vec<bool>, StoreError> {
+        // The reserve is there for this: on a full disk it is given up.
+        self.recover(true, || self.remove_acked(message_ids))
+    }
+
+    fn remove_acked(&self, message_ids: &[[u8; 16]]) -> Result<Vec<bool>, StoreError> {
         let db = self.db()?;
         let tx = db.begin_write()?;
         let removed = {
             let mut by_id = tx.open_table(OUTBOX_BY_ID)?;
-            let position = by_id.remove(message_id)?.map(|v| v.value());
-            match position {
-                Some(p) => {
-                    tx.open_table(OUTBOX)?.remove(p)?;
-                    true
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut removed = Vec::with_capacity(message_ids.len());
+            for id in message_ids {
+                let position = by_id.remove(id)?.map(|v| v.value());
+                if let Some(p) = position {
+                    outbox.remove(p)?;
                 }
-                None => false,
+                removed.push(position.is_some());
             }
+            removed
         };
         tx.commit()?;
         Ok(removed)

@@ -16,7 +16,7 @@ use kakanai_appliance::link::{self, Identity, LinkConfig, LinkError, LinkEvent, 
 use kakanai_appliance::store::ApplianceStore;
 use kakanai_hw::backoff::Backoff;
 use kakanai_protocol::catalogue::{
-    Ack, AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, PresenceState,
+    AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, PresenceState,
 };
 use kakanai_protocol::seal::seal;
 use kakanai_protocol::{examples, Envelope, KeyId, Kind, MessageId, SigningKey, Topic};
@@ -162,9 +162,9 @@ async fn next_event(events: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
 async fn ack_for(cp: &ControlPlane, id: MessageId) -> AckStatus {
     loop {
         let env = cp.next_of(Kind::Ack).await;
-        if let Body::Ack(Ack { of, status }) = env.body {
-            if of == id {
-                return status;
+        if let Body::Ack(ack) = env.body {
+            if ack.covers(&id) {
+                return ack.status;
             }
         }
     }

@@ -127,10 +127,7 @@ async fn control_plane(
             };
             let envelope = opened.envelope;
             if !matches!(envelope.kind(), Kind::Ack | Kind::Presence) {
-                let ack = Body::Ack(Ack {
-                    of: envelope.id,
-                    status: AckStatus::Accepted,
-                });
+                let ack = Body::Ack(Ack::of(envelope.id, AckStatus::Accepted));
                 let down = Topic::down(&topic.tenant, &topic.device, Kind::Ack).unwrap();
                 seq += 1;
                 let reply = Envelope::new(seq, now() * 1000, ack)

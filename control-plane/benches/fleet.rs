@@ -288,7 +288,13 @@ async fn connect(port: u16, i: usize, with_will: bool) -> Appliance {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if p.topic.ends_with("/ack") {
-                            acks.fetch_add(1, Ordering::Relaxed);
+                            // Verified as the appliance does; one ack may name several
+                            // messages.
+                            let topic = Topic::parse(&p.topic).unwrap();
+                            let opened = opener.open(&p.payload, &topic, |_, _| Some(cp)).unwrap();
+                            if let Body::Ack(ack) = opened.envelope.body {
+                                acks.fetch_add(ack.ids().count() as u64, Ordering::Relaxed);
+                            }
                         } else if p.topic.ends_with("/rpc-res") {
                             let topic = Topic::parse(&p.topic).unwrap();
                             if let Ok(opened) = opener.open(&p.payload, &topic, |_, _| Some(cp)) {
@@ -354,7 +360,10 @@ fn rss_and_cpu(pid: u32) -> (u64, f64) {
 
 async fn ingest() {
     let devices = 20;
-    let per_device = 1_000;
+    let per_device: usize = std::env::var("KAKANAI_BENCH_PER_DEVICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
     let setup = setup(devices, 0).await;
     let mut apps = Vec::new();
     for i in 0..devices {

@@ -99,13 +99,7 @@ async fn play(broker: std::net::SocketAddr, device: &str, device_key: SigningKey
                 message: "done here".into(),
             };
             for (body, corr) in [
-                (
-                    Body::Ack(Ack {
-                        of: id,
-                        status: AckStatus::Accepted,
-                    }),
-                    Some(id),
-                ),
+                (Body::Ack(Ack::of(id, AckStatus::Accepted)), Some(id)),
                 (Body::OperationResult(result), None),
             ] {
                 let up = Topic::up(&tenant, &device, body.kind()).unwrap();

@@ -18,8 +18,8 @@ use kakanai_control_plane::model::{Actor, AuditRecord, Place, TenantId};
 use kakanai_control_plane::service::{self, BrokerConfig, RunningService, ServiceConfig};
 use kakanai_control_plane::store::{AuditFilter, NewDevice, Store, Tenant};
 use kakanai_protocol::catalogue::{
-    Ack, AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, Presence,
-    PresenceState, RpcOutcome, RpcRequest,
+    AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, Presence, PresenceState,
+    RpcOutcome, RpcRequest,
 };
 use kakanai_protocol::seal::{seal, Opener};
 use kakanai_protocol::topic::Ident;
@@ -249,13 +249,14 @@ impl Devices {
     /// The ack of message `id`, with its correlation checked.
     async fn ack_of(&self, id: MessageId) -> AckStatus {
         let (topic, env) = self
-            .next(|_, e| matches!(&e.body, Body::Ack(Ack { of, .. }) if *of == id))
+            .next(|_, e| matches!(&e.body, Body::Ack(ack) if ack.covers(&id)))
             .await;
         assert_eq!(topic.kind(), Kind::Ack);
-        assert_eq!(env.correlation, Some(id));
         let Body::Ack(ack) = env.body else {
             unreachable!()
         };
+        // Several messages may share one ack; it correlates with the first.
+        assert_eq!(env.correlation, Some(ack.of));
         ack.status
     }
 
@@ -868,8 +869,10 @@ async fn burst_of_good_and_bad_messages(url: String) {
         let (_, env) = f.devices.next(|_, _| true).await;
         match env.body {
             Body::Ack(ack) => {
-                acks.entry(ack.of).or_default().push(ack.status);
-                got += 1;
+                for id in ack.ids() {
+                    acks.entry(id).or_default().push(ack.status.clone());
+                    got += 1;
+                }
             }
             Body::RpcResponse(r) => {
                 assert!(matches!(r.outcome, RpcOutcome::Ok(_)), "{:?}", r.outcome);

@@ -26,7 +26,10 @@ use kakanai_test_peers::Mosquitto;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
-both_backends!("inst_"; two_instances_share_the_work);
+both_backends!("inst_";
+    two_instances_share_the_work,
+    answers_reach_the_waiting_instance,
+);
 
 const DEVICE_SEED: u8 = 0x11;
 const SEEDS: [u8; 2] = [0x31, 0x32];
@@ -122,7 +125,13 @@ impl Appliance {
             .unwrap();
         let (tx, acks) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let answers = client.clone();
         tokio::spawn(async move {
+            // Commands are acked as the appliance does, with sequence numbers above
+            // any the tests send.
+            let mut seq = 1_000_000;
+            let ack_topic =
+                Topic::up(&tenant(), &Ident::new("counter-01").unwrap(), Kind::Ack).unwrap();
             let trusted: Vec<_> = SEEDS.iter().map(|s| key(*s).verifying_key()).collect();
             let mut opener = Opener::new();
             let mut ready = Some(ready_tx);
@@ -144,8 +153,24 @@ impl Appliance {
                                 trusted.iter().copied().find(|v| KeyId::of_key(v) == *k)
                             })
                             .expect("every message down is signed by one of the instances");
-                        if let Body::Ack(Ack { of, status, .. }) = opened.envelope.body {
-                            let _ = tx.send((of, status));
+                        match opened.envelope.body {
+                            Body::Ack(ack) => {
+                                for id in ack.ids() {
+                                    let _ = tx.send((id, ack.status.clone()));
+                                }
+                            }
+                            Body::ConfigDesired(_) | Body::PrintJob(_) => {
+                                seq += 1;
+                                let ack = Ack::of(opened.envelope.id, AckStatus::Accepted);
+                                let env = Envelope::new(seq, now_ms(), Body::Ack(ack)).unwrap();
+                                let k = key(DEVICE_SEED);
+                                let bytes = seal(&k, &kid(&k), &ack_topic, &env).unwrap();
+                                answers
+                                    .publish(ack_topic.to_string(), QoS::AtLeastOnce, false, bytes)
+                                    .await
+                                    .unwrap();
+                            }
+                            _ => {}
                         }
                     }
                     _ => {}
@@ -223,10 +248,9 @@ async fn stored(store: &Store) -> usize {
         .len()
 }
 
-async fn two_instances_share_the_work(url: String) {
-    let broker = Mosquitto::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url).await.unwrap();
+/// A store with the tenant and the appliance registered.
+async fn setup(url: &str) -> Store {
+    let store = Store::open(url).await.unwrap();
     store
         .create_tenant(
             &Tenant {
@@ -253,6 +277,13 @@ async fn two_instances_share_the_work(url: String) {
         )
         .await
         .unwrap();
+    store
+}
+
+async fn two_instances_share_the_work(url: String) {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = setup(&url).await;
     let a = instance(0, &url, &broker, dir.path()).await;
     let b = instance(1, &url, &broker, dir.path()).await;
     let mut appliance = Appliance::start(broker.port()).await;
@@ -319,5 +350,60 @@ async fn two_instances_share_the_work(url: String) {
         "the remaining instance took all of round 2"
     );
     assert_eq!(stored(&store).await, 2 * N as usize, "nothing stored twice");
+    b.shutdown().await;
+}
+
+/// The broker hands an appliance's answer to whichever instance it likes; the
+/// instance that sent the command and waits for the answer must still get it (a
+/// print at the counter waits for the printer's acceptance this way).
+async fn answers_reach_the_waiting_instance(url: String) {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = setup(&url).await;
+    let a = instance(0, &url, &broker, dir.path()).await;
+    let b = instance(1, &url, &broker, dir.path()).await;
+    let _appliance = Appliance::start(broker.port()).await;
+    let device = Ident::new("counter-01").unwrap();
+
+    let mut commands = Vec::new();
+    for _ in 0..20 {
+        let id = a
+            .service()
+            .send_command(
+                &tenant(),
+                &device,
+                kakanai_protocol::examples::body(Kind::ConfigDesired),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        let status = a
+            .service()
+            .wait_command_outcome(&id, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("command {id}: {e}"));
+        assert_eq!(status, AckStatus::Accepted);
+        commands.push(id);
+    }
+    // Some of those acks went through the other instance, which kept them for A.
+    let mut through_b = 0;
+    for id in &commands {
+        let kept = store
+            .outcomes(&tenant(), &device, "command-ack", &id.to_string())
+            .await
+            .unwrap();
+        through_b += usize::from(!kept.is_empty());
+    }
+    assert!(
+        through_b > 0 && through_b < commands.len(),
+        "the broker split the acks between the instances ({through_b} of 20 through B)"
+    );
+
+    // Housekeeping forgets them after a day, not before.
+    let now = now_ms();
+    assert_eq!(a.service().housekeep(now).await.unwrap().outcomes, 0);
+    let later = a.service().housekeep(now + 25 * 3_600_000).await.unwrap();
+    assert_eq!(later.outcomes as usize, through_b);
+    a.shutdown().await;
     b.shutdown().await;
 }

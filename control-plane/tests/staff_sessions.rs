@@ -25,6 +25,7 @@ use kakanai_control_plane::staff::rpc::{
 use kakanai_control_plane::staff::{
     permissions, HashParams, PolicyViolation, Secret, StaffError, StaffPolicy, StaffService,
 };
+use kakanai_control_plane::store::SESSION_TOUCH_MS;
 use kakanai_control_plane::store::{Group, StaffUpdate, Store, Tenant};
 use kakanai_protocol::catalogue::{RpcError, RpcMethod};
 
@@ -39,6 +40,7 @@ both_backends!("ss_";
     disabled_accounts_are_refused_and_their_sessions_end,
     sessions_are_bound_to_device_and_tenant,
     idle_timeout_slides_and_absolute_expiry_holds,
+    uses_seconds_apart_write_last_seen_once,
     logout_and_logout_all,
     change_password,
     must_change_password_session_has_no_permissions,
@@ -453,6 +455,46 @@ async fn sessions_are_bound_to_device_and_tenant(url: String) {
         .resolve(&city("city-a"), &id("dev-9"), &token, T0 + 3)
         .await
         .is_none());
+}
+
+async fn uses_seconds_apart_write_last_seen_once(url: String) {
+    let svc = setup(&url).await;
+    let (a, d) = (city("city-a"), id("dev-1"));
+    let token = login(&svc, "dev-1", PW, T0).await.unwrap();
+    let last_seen = |s: &StaffService, id: String| {
+        let store = s.store().clone();
+        let a = a.clone();
+        async move {
+            store
+                .get_session(&a, &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_ms
+        }
+    };
+    let s = svc.resolve(&a, &d, &token, T0 + MIN).await.unwrap();
+    assert_eq!(last_seen(&svc, s.session_id.clone()).await, T0 + MIN);
+    // Uses within SESSION_TOUCH_MS of the last write read the session only.
+    for dt in [1, 1_000, SESSION_TOUCH_MS - 1] {
+        assert!(svc.resolve(&a, &d, &token, T0 + MIN + dt).await.is_some());
+        assert_eq!(last_seen(&svc, s.session_id.clone()).await, T0 + MIN);
+    }
+    // A later use writes it again.
+    assert!(svc
+        .resolve(&a, &d, &token, T0 + MIN + SESSION_TOUCH_MS + 1)
+        .await
+        .is_some());
+    assert_eq!(
+        last_seen(&svc, s.session_id.clone()).await,
+        T0 + MIN + SESSION_TOUCH_MS + 1
+    );
+    // The read-only path checks as much as the write: a session on another appliance,
+    // a disabled account, an ended session are refused even seconds after a use.
+    let now = T0 + MIN + SESSION_TOUCH_MS + 2;
+    assert!(svc.resolve(&a, &id("dev-2"), &token, now).await.is_none());
+    assert!(svc.logout(&a, &s.session_id).await.unwrap());
+    assert!(svc.resolve(&a, &d, &token, now + 1).await.is_none());
 }
 
 async fn idle_timeout_slides_and_absolute_expiry_holds(url: String) {

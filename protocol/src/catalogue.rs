@@ -266,13 +266,43 @@ pub enum AckStatus {
     },
 }
 
-/// Application-level acknowledgement of a message by id.
+/// Application-level acknowledgement of a message by id, or of several messages of
+/// one sender that met the same fate (`also`): under load the control plane acks a
+/// whole batch with one signed message instead of signing one per message.
+///
+/// `also` is left out of the encoding when empty, so a single ack encodes as it
+/// always has. A receiver that does not know the field ignores it (unknown keys are
+/// ignored) and re-sends the messages it names; those come back as duplicates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
-    /// The acknowledged message.
+    /// The acknowledged message (the first, when there are several).
     pub of: MessageId,
-    /// What happened to it.
+    /// What happened to it (and to every message in `also`).
     pub status: AckStatus,
+    /// Further messages acknowledged with the same status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<MessageId>,
+}
+
+impl Ack {
+    /// An ack of one message.
+    pub fn of(of: MessageId, status: AckStatus) -> Self {
+        Self {
+            of,
+            status,
+            also: Vec::new(),
+        }
+    }
+
+    /// Every message this ack answers for: `of`, then `also`.
+    pub fn ids(&self) -> impl Iterator<Item = MessageId> + '_ {
+        std::iter::once(self.of).chain(self.also.iter().copied())
+    }
+
+    /// Whether this ack answers for `id`.
+    pub fn covers(&self, id: &MessageId) -> bool {
+        self.ids().any(|i| i == *id)
+    }
 }
 
 /// An RPC method: a name and its request and response types.
@@ -836,5 +866,46 @@ mod operation_tests {
             reason: "x".repeat(MAX_LOG_LINE_BYTES + 1),
         };
         assert!(long.check().is_err());
+    }
+}
+
+#[cfg(test)]
+mod ack_tests {
+    use super::*;
+    use crate::envelope::Envelope;
+
+    fn id(n: u8) -> MessageId {
+        MessageId::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn a_single_ack_encodes_as_before_and_a_batch_names_every_message() {
+        let single = Envelope::new(
+            1,
+            1_795_000_000_000,
+            Body::Ack(Ack::of(id(1), AckStatus::Accepted)),
+        )
+        .unwrap();
+        let bytes = single.encode().unwrap();
+        // No `also` key on the wire for one message: older receivers see what they
+        // always saw.
+        let value: ciborium::Value = ciborium::from_reader(&bytes[..]).unwrap();
+        let text = format!("{value:?}");
+        assert!(!text.contains("also"), "{text}");
+
+        let batch = Ack {
+            of: id(1),
+            status: AckStatus::Duplicate,
+            also: vec![id(2), id(3)],
+        };
+        let env = Envelope::new(2, 1_795_000_000_000, Body::Ack(batch.clone())).unwrap();
+        let back = Envelope::decode(&env.encode().unwrap()).unwrap();
+        let Body::Ack(back) = back.body else {
+            panic!("not an ack")
+        };
+        assert_eq!(back, batch);
+        assert_eq!(back.ids().collect::<Vec<_>>(), vec![id(1), id(2), id(3)]);
+        assert!(back.covers(&id(3)));
+        assert!(!back.covers(&id(4)));
     }
 }

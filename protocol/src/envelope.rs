@@ -282,10 +282,7 @@ mod tests {
             time_ms: 1_795_000_000_000,
             correlation: Some(MessageId::from_bytes([1; 16])),
             expires_ms: Some(1_795_000_060_000),
-            body: Body::Ack(Ack {
-                of: MessageId::from_bytes([1; 16]),
-                status: AckStatus::Accepted,
-            }),
+            body: Body::Ack(Ack::of(MessageId::from_bytes([1; 16]), AckStatus::Accepted)),
         }
     }
 

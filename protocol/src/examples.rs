@@ -42,12 +42,12 @@ pub fn body(kind: Kind) -> Body {
             class: DeviceClass::Printer,
             status: DeviceStatus::Busy,
         }),
-        Kind::Ack => Body::Ack(Ack {
-            of: MessageId::from_bytes([0x11; 16]),
-            status: AckStatus::Rejected {
+        Kind::Ack => Body::Ack(Ack::of(
+            MessageId::from_bytes([0x11; 16]),
+            AckStatus::Rejected {
                 reason: "expired".into(),
             },
-        }),
+        )),
         Kind::RpcRequest => Body::RpcRequest(RpcRequest {
             method: Ping::NAME.into(),
             params: ciborium::Value::Text("hello".into()),

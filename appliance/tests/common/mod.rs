@@ -131,10 +131,7 @@ impl ControlPlane {
                     && envelope.kind() != Kind::Ack
                     && envelope.kind() != Kind::Presence
                 {
-                    let ack = Body::Ack(Ack {
-                        of: envelope.id,
-                        status: AckStatus::Accepted,
-                    });
+                    let ack = Body::Ack(Ack::of(envelope.id, AckStatus::Accepted));
                     me.reply(ack, envelope.id);
                 }
                 let _ = tx.send((topic, envelope)).await;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kakanai_documents::{DocumentRequest, Engine};
-use kakanai_protocol::catalogue::{AckStatus, Body, DocumentSource, PrintJob, PrintState};
+use kakanai_protocol::catalogue::{
+    AckStatus, Body, DocumentSource, PrintJob, PrintState, PrintStatus,
+};
 use kakanai_protocol::topic::Ident;
 use ring::rand::SecureRandom;
 
@@ -208,10 +210,33 @@ impl Printing {
         let tenant = tenant.clone();
         let device = device.clone();
         let pages = u32::try_from(pdf.pages).unwrap_or(u32::MAX);
+        let service = self.service.clone();
         tokio::spawn(async move {
+            let terminal =
+                |s: &PrintStatus| !matches!(s.state, PrintState::Queued | PrintState::Printing);
+            // Ingested here, or by another instance sharing the broker.
+            let relayed = service.relayed_outcome::<PrintStatus>(
+                &tenant,
+                &device,
+                crate::service::outcomes::PRINT_STATUS,
+                &job_id,
+                terminal,
+            );
             let outcome = tokio::time::timeout(PRINT_WITHIN, async {
+                let relayed = async {
+                    match relayed.await.state {
+                        PrintState::Completed { .. } => Ok(()),
+                        PrintState::Failed { reason } => Err(reason),
+                        _ => Err("cancelled".to_owned()),
+                    }
+                };
+                tokio::pin!(relayed);
                 loop {
-                    match reports.recv().await {
+                    let report = tokio::select! {
+                        r = &mut relayed => return r,
+                        r = reports.recv() => r,
+                    };
+                    match report {
                         Ok(r) if r.device == device && r.status.job_id == job_id => {
                             match r.status.state {
                                 PrintState::Completed { .. } => return Ok(()),

@@ -303,12 +303,32 @@ impl Worker {
     async fn act(&mut self, batch: Submitted) {
         if let Some(written) = batch.written {
             let results = written.wait().await;
+            // One signed ack per device and status for the whole batch (signing is a
+            // good part of the cost of a message); at most BATCH ids each.
+            let mut acks: Vec<(Topic, AckStatus, Vec<MessageId>)> = Vec::new();
             for (v, recorded) in batch.verified.into_iter().zip(results) {
                 match recorded {
-                    Ok(new) => self.on_recorded(&v.topic, v.envelope, new, batch.now).await,
+                    Ok(new) => {
+                        let id = v.envelope.id;
+                        let Some(status) =
+                            self.on_recorded(&v.topic, v.envelope, new, batch.now).await
+                        else {
+                            continue;
+                        };
+                        let same = acks.iter_mut().find(|(t, s, _)| {
+                            t.tenant == v.topic.tenant && t.device == v.topic.device && *s == status
+                        });
+                        match same {
+                            Some((_, _, ids)) => ids.push(id),
+                            None => acks.push((v.topic, status, vec![id])),
+                        }
+                    }
                     // Not acked: the appliance sends it again.
                     Err(e) => self.refuse("store-error", Some(&v.topic), &e.to_string()),
                 }
+            }
+            for (topic, status, ids) in acks {
+                self.ack(&topic, ids, status).await;
             }
         }
         // Handled (or refused for good): the broker may forget them now.
@@ -557,8 +577,15 @@ impl Worker {
     }
 
     /// Acts on a message once its id (and audit entry) are stored: `new` is false for
-    /// a duplicate.
-    async fn on_recorded(&mut self, topic: &Topic, envelope: Envelope, new: bool, now: i64) {
+    /// a duplicate. Returns how to ack it, unless it needs no ack now (presence) or is
+    /// acked later (an RPC request, once answered).
+    async fn on_recorded(
+        &mut self,
+        topic: &Topic,
+        envelope: Envelope,
+        new: bool,
+        now: i64,
+    ) -> Option<AckStatus> {
         let kind = envelope.kind().name();
         let metrics = &self.svc.inner.metrics;
         if let Body::Presence(p) = &envelope.body {
@@ -573,11 +600,11 @@ impl Worker {
                 self.apply_presence(topic, p.state, p.boot_counter, &p.software_version, now)
                     .await;
             }
-            return;
+            return None;
         }
         if !new {
             metrics.duplicate();
-            return self.ack(topic, envelope.id, AckStatus::Duplicate).await;
+            return Some(AckStatus::Duplicate);
         }
         metrics.accepted(kind);
         metrics.ingest_lag(u64::try_from(now.saturating_sub(envelope.time_ms)).unwrap_or(0));
@@ -602,28 +629,52 @@ impl Worker {
                 // In a task of its own (see RPCS_PER_WORKER); it acks the request
                 // once answered, as below.
                 let Ok(slot) = Arc::clone(&self.rpc_slots).acquire_owned().await else {
-                    return;
+                    return None;
                 };
                 let responder = Worker::new(self.svc.clone(), self.committer.clone());
                 let topic = topic.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
                     if responder.rpc(&topic, &meta, request, now).await {
-                        responder.ack(&topic, id, AckStatus::Accepted).await;
+                        responder.ack(&topic, vec![id], AckStatus::Accepted).await;
                     }
                 });
-                return;
+                return None;
             }
             Body::Ack(ack) => {
                 metrics.command_ack(ack_status_name(&ack.status));
-                self.svc.command_acked(&ack.of, &ack.status);
+                for of in ack.ids() {
+                    if !self.svc.command_acked(&of, &ack.status) {
+                        // Sent by another instance, which waits for it.
+                        let reference = of.to_string();
+                        self.svc
+                            .relay_outcome(
+                                topic,
+                                super::outcomes::COMMAND_ACK,
+                                &reference,
+                                &id,
+                                &ack.status,
+                            )
+                            .await;
+                    }
+                }
             }
             Body::OperationResult(result) => {
                 // Whoever asked for it (operations::run_operation) learns the outcome.
-                self.svc.operation_reported(topic, &result);
+                self.svc.operation_reported(topic, &id, &result).await;
             }
             Body::PrintStatus(status) => {
-                // Whoever printed it (applications::print) learns the outcome.
+                // Whoever printed it (applications::print), on this instance or
+                // another, learns the outcome.
+                self.svc
+                    .relay_outcome(
+                        topic,
+                        super::outcomes::PRINT_STATUS,
+                        &status.job_id,
+                        &id,
+                        &status,
+                    )
+                    .await;
                 let _ = self.svc.inner.print_status.send(super::PrintReport {
                     tenant: topic.tenant.clone(),
                     device: topic.device.clone(),
@@ -632,7 +683,7 @@ impl Worker {
             }
             _ => {}
         }
-        self.ack(topic, id, AckStatus::Accepted).await;
+        Some(AckStatus::Accepted)
     }
 
     async fn apply_presence(
@@ -804,8 +855,18 @@ impl Worker {
         }
     }
 
-    async fn ack(&self, topic: &Topic, of: MessageId, status: AckStatus) {
-        let body = Body::Ack(Ack { of, status });
+    /// Acks `ids` (at least one) of one device with one signed message, correlated
+    /// with the first.
+    async fn ack(&self, topic: &Topic, mut ids: Vec<MessageId>, status: AckStatus) {
+        if ids.is_empty() {
+            return;
+        }
+        let of = ids.remove(0);
+        let body = Body::Ack(Ack {
+            of,
+            status,
+            also: ids,
+        });
         match self
             .svc
             .seal_down(&topic.tenant, &topic.device, body, Some(of), None)

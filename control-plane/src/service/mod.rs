@@ -58,11 +58,13 @@ pub mod broker;
 mod checkpoints;
 pub mod config;
 pub mod fleet_sync;
+pub mod housekeeping;
 mod http;
 pub mod https;
 mod ingest;
 pub mod metrics;
 pub mod operations;
+pub(crate) mod outcomes;
 pub mod sequence;
 pub mod session;
 
@@ -207,6 +209,8 @@ impl Health {
 }
 
 struct PendingCommand {
+    tenant: TenantId,
+    device: Ident,
     expires_ms: i64,
     outcome: watch::Sender<Option<AckStatus>>,
 }
@@ -429,6 +433,8 @@ impl Service {
             commands.insert(
                 envelope.id,
                 PendingCommand {
+                    tenant: tenant.clone(),
+                    device: device.clone(),
                     expires_ms: expires,
                     outcome: watch::channel(None).0,
                 },
@@ -472,13 +478,27 @@ impl Service {
         id: &MessageId,
         timeout: Duration,
     ) -> Result<AckStatus, ServiceError> {
-        let mut rx = lock(&self.inner.commands)
+        let (mut rx, tenant, device) = lock(&self.inner.commands)
             .get(id)
-            .map(|c| c.outcome.subscribe())
+            .map(|c| (c.outcome.subscribe(), c.tenant.clone(), c.device.clone()))
             .ok_or(ServiceError::UnknownCommand)?;
-        let got = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        let reference = id.to_string();
+        // Ingested here, or by another instance sharing the broker (`outcomes`).
+        let got = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                local = rx.wait_for(Option::is_some) => local.map(|s| s.clone()),
+                relayed = self.relayed_outcome::<AckStatus>(
+                    &tenant,
+                    &device,
+                    outcomes::COMMAND_ACK,
+                    &reference,
+                    |_| true,
+                ) => Ok(Some(relayed)),
+            }
+        })
+        .await;
         match got {
-            Ok(Ok(status)) => status.clone().ok_or(ServiceError::Timeout(timeout)),
+            Ok(Ok(status)) => status.ok_or(ServiceError::Timeout(timeout)),
             Ok(Err(_)) => Err(ServiceError::UnknownCommand),
             Err(_) => Err(ServiceError::Timeout(timeout)),
         }
@@ -748,6 +768,7 @@ pub async fn start(
     };
     let mqtt_task = tokio::spawn(mqtt.run());
     tokio::spawn(checkpoints::run(service.clone(), shutdown.subscribe()));
+    tokio::spawn(housekeeping::run(service.clone(), shutdown.subscribe()));
     if let Some(backups) = backups {
         tokio::spawn(crate::backup::schedule::run(
             backups,

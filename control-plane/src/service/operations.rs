@@ -210,7 +210,20 @@ impl Service {
             seconds: wait.as_secs(),
             command: id.to_string(),
         };
-        let result = wait_result(&mut results, tenant, device, id);
+        let reference = id.to_string();
+        let result = async {
+            // Ingested here, or by another instance sharing the broker (`outcomes`).
+            tokio::select! {
+                local = wait_result(&mut results, tenant, device, id) => local,
+                relayed = self.relayed_outcome::<OperationResult>(
+                    tenant,
+                    device,
+                    super::outcomes::OPERATION_RESULT,
+                    &reference,
+                    |r| r.command_id == id,
+                ) => Some(relayed),
+            }
+        };
         tokio::pin!(result);
         // The ack says whether the appliance took the command at all; the result
         // may come before it (both leave the appliance's outbox, in either order).
@@ -292,6 +305,8 @@ impl Service {
             commands.insert(
                 envelope.id,
                 PendingCommand {
+                    tenant: tenant.clone(),
+                    device: device.clone(),
                     expires_ms: expires,
                     outcome: watch::channel(None).0,
                 },
@@ -343,8 +358,26 @@ impl Service {
         Ok(envelope.id)
     }
 
-    /// Hands an ingested (verified, audited) `operation-result` to whoever waits.
-    pub(crate) fn operation_reported(&self, topic: &Topic, result: &OperationResult) {
+    /// Hands an ingested (verified, audited) `operation-result` to whoever waits:
+    /// here, or on another instance (`outcomes`) when this one did not send the
+    /// command.
+    pub(crate) async fn operation_reported(
+        &self,
+        topic: &Topic,
+        message: &MessageId,
+        result: &OperationResult,
+    ) {
+        let ours = lock(&self.inner.commands).contains_key(&result.command_id);
+        if !ours {
+            self.relay_outcome(
+                topic,
+                super::outcomes::OPERATION_RESULT,
+                &result.command_id.to_string(),
+                message,
+                result,
+            )
+            .await;
+        }
         let _ = self.inner.operation_results.send(OperationReport {
             tenant: topic.tenant.clone(),
             device: topic.device.clone(),

@@ -68,6 +68,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit retention",
         include_str!("../../migrations/sqlite/0010_audit_retention.sql"),
     ),
+    (
+        12,
+        "device outcomes",
+        include_str!("../../migrations/sqlite/0012_device_outcomes.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -120,6 +125,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit retention",
         include_str!("../../migrations/postgres/0010_audit_retention.sql"),
     ),
+    (
+        12,
+        "device outcomes",
+        include_str!("../../migrations/postgres/0012_device_outcomes.sql"),
+    ),
 ];
 
 /// How long a SQLite writer waits for another writer before giving up. Long enough
@@ -127,6 +137,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// SQLite connections (WAL: many readers, one writer at a time).
 const SQLITE_MAX_CONNECTIONS: u32 = 8;
+
+/// Page cache per SQLite connection, as SQLite's `cache_size` pragma takes it
+/// (negative: KiB). Memory is taken only as pages are read.
+const SQLITE_CACHE_KIB: &str = "-32768";
 /// PostgreSQL connections per control-plane instance.
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 
@@ -157,7 +171,11 @@ impl Pool {
                 .map_err(|_| StoreError::Config("invalid sqlite URL"))?
                 .journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                // SQLite's default page cache is 2 MiB per connection: the hot index
+                // pages of the ingest and resident tables no longer fit once they
+                // grow, and every write then reads its pages back from the OS.
+                .pragma("cache_size", SQLITE_CACHE_KIB);
             // An in-memory database lives as long as its connection: keep exactly one.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool_options = if in_memory {

@@ -58,6 +58,7 @@ mod catalog;
 pub mod counter;
 mod fleet;
 pub mod maintenance;
+mod outcomes;
 mod residents;
 mod sessions;
 mod staff;
@@ -68,11 +69,12 @@ pub mod types;
 pub use admin::{AdminChange, AuditQuery};
 pub use audit_retention::{AuditArchive, AuditBase, AuditYear};
 pub use catalog::{CatalogueInstallError, CatalogueVersion, InstallOutcome, VersionStatus};
+pub use outcomes::DeviceOutcome;
 pub use residents::{
     ApplyResult, ImportMark, NameKey, RecordRow, ResidentCounts, ResidentRow, StoredHousehold,
     StoredRecord, StoredResident, SEARCH_LIMIT,
 };
-pub use sessions::{NewSession, Redacted, SessionRecord, StaffChange};
+pub use sessions::{NewSession, Redacted, SessionRecord, StaffChange, SESSION_TOUCH_MS};
 pub use types::*;
 
 /// What can go wrong in the store. No variant carries personal data.
