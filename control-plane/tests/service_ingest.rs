@@ -125,23 +125,13 @@ async fn fixture_on(url: Option<String>) -> Fixture {
         .unwrap();
     let key_file = dir.path().join("cp.key");
     write_key(&key_file, &key(CP_SEED));
-    let config = ServiceConfig {
-        data_dir: dir.path().to_owned(),
-        database_url: url,
-        broker: BrokerConfig {
-            host: broker.host().into(),
-            port: broker.port(),
-            keep_alive: Duration::from_secs(5),
-            client_id: "cp-test".into(),
-            shared_group: Some("kakanai".into()),
-            embedded: None,
-        },
-        key: key(CP_SEED),
-        kid: kid(&key(CP_SEED)),
-        tenants: vec![tenant()],
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        backup: None,
-    };
+    let config = ServiceConfig::new(
+        dir.path().to_owned(),
+        url,
+        BrokerConfig::external(broker.host(), broker.port(), "cp-test").shared("kakanai"),
+        key(CP_SEED),
+        vec![tenant()],
+    );
     let running = service::start(config, service::ServiceOptions::default())
         .await
         .unwrap();

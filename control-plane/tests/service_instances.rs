@@ -68,23 +68,14 @@ async fn instance(n: usize, url: &str, broker: &Mosquitto, dir: &Path) -> Runnin
     std::fs::create_dir_all(&data_dir).unwrap();
     let k = key(SEEDS[n]);
     write_key(&data_dir.join("cp.key"), &k);
-    let config = ServiceConfig {
+    let config = ServiceConfig::new(
         data_dir,
-        database_url: url.to_owned(),
-        broker: BrokerConfig {
-            host: broker.host().into(),
-            port: broker.port(),
-            keep_alive: Duration::from_secs(5),
-            client_id: format!("cp-instance-{n}"),
-            shared_group: Some("kakanai".into()),
-            embedded: None,
-        },
-        kid: kid(&k),
-        key: k,
-        tenants: vec![tenant()],
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        backup: None,
-    };
+        url.to_owned(),
+        BrokerConfig::external(broker.host(), broker.port(), &format!("cp-instance-{n}"))
+            .shared("kakanai"),
+        k,
+        vec![tenant()],
+    );
     let running = service::start(config, service::ServiceOptions::default())
         .await
         .unwrap();

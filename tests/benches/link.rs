@@ -30,7 +30,6 @@ use kakanai_appliance::store::ApplianceStore;
 use kakanai_control_plane::service::{self, BrokerConfig, ServiceConfig};
 use kakanai_hw::backoff::Backoff;
 use kakanai_protocol::catalogue::{Body, DeviceClass, DeviceStateReport, DeviceStatus};
-use kakanai_protocol::KeyId;
 use kakanai_test_peers::{Mosquitto, TcpProxy};
 
 const MESSAGES: u32 = 10_000;
@@ -81,23 +80,13 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, url) = store_with_device(dir.path()).await;
         let cp = cp_key();
-        let config = ServiceConfig {
-            data_dir: dir.path().join("cp"),
-            database_url: url,
-            broker: BrokerConfig {
-                host: broker.host().into(),
-                port: broker.port(),
-                keep_alive: Duration::from_secs(15),
-                client_id: "cp-bench".into(),
-                shared_group: None,
-                embedded: None,
-            },
-            kid: KeyId::of_key(&cp.verifying_key()),
-            key: cp,
-            tenants: vec![tenant()],
-            http_listen: "127.0.0.1:0".parse().unwrap(),
-            backup: None,
-        };
+        let config = ServiceConfig::new(
+            dir.path().join("cp"),
+            url,
+            BrokerConfig::external(broker.host(), broker.port(), "cp-bench"),
+            cp,
+            vec![tenant()],
+        );
         let running = service::start(config, service::ServiceOptions::default())
             .await
             .unwrap();

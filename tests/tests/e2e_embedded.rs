@@ -16,7 +16,7 @@ use kakanai_appliance::link::{self, LinkEvent};
 use kakanai_appliance::store::ApplianceStore;
 use kakanai_control_plane::service::{self, BrokerConfig, EmbeddedBrokerConfig, ServiceConfig};
 use kakanai_protocol::catalogue::AckStatus;
-use kakanai_protocol::{examples, KeyId, Kind};
+use kakanai_protocol::{examples, Kind};
 use kakanai_test_peers::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,25 +26,18 @@ async fn command_and_will_through_the_embedded_broker() {
 
     let port = free_port();
     let cp = cp_key();
-    let config = ServiceConfig {
-        data_dir: dir.path().join("cp"),
-        database_url: url,
-        broker: BrokerConfig {
-            host: "127.0.0.1".into(),
-            port,
-            keep_alive: Duration::from_secs(5),
-            client_id: "cp-e2e-embedded".into(),
-            shared_group: None,
+    let config = ServiceConfig::new(
+        dir.path().join("cp"),
+        url,
+        BrokerConfig {
             embedded: Some(EmbeddedBrokerConfig {
                 listen: format!("127.0.0.1:{port}").parse().unwrap(),
             }),
+            ..BrokerConfig::external("127.0.0.1", port, "cp-e2e-embedded")
         },
-        kid: KeyId::of_key(&cp.verifying_key()),
-        key: cp,
-        tenants: vec![tenant()],
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        backup: None,
-    };
+        cp,
+        vec![tenant()],
+    );
     let running = service::start(config, service::ServiceOptions::default())
         .await
         .unwrap();

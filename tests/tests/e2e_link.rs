@@ -22,7 +22,7 @@ use kakanai_control_plane::store::Store;
 use kakanai_protocol::catalogue::{
     AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping,
 };
-use kakanai_protocol::{examples, KeyId, Kind};
+use kakanai_protocol::{examples, Kind};
 use kakanai_test_peers::Mosquitto;
 use tokio::sync::mpsc;
 
@@ -46,23 +46,13 @@ async fn world_with(broker_extra: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let (store, url) = store_with_device(dir.path()).await;
     let cp = cp_key();
-    let config = ServiceConfig {
-        data_dir: dir.path().join("cp"),
-        database_url: url,
-        broker: BrokerConfig {
-            host: broker.host().into(),
-            port: broker.port(),
-            keep_alive: Duration::from_secs(5),
-            client_id: "cp-e2e".into(),
-            shared_group: Some("kakanai".into()),
-            embedded: None,
-        },
-        kid: KeyId::of_key(&cp.verifying_key()),
-        key: cp,
-        tenants: vec![tenant()],
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        backup: None,
-    };
+    let config = ServiceConfig::new(
+        dir.path().join("cp"),
+        url,
+        BrokerConfig::external(broker.host(), broker.port(), "cp-e2e").shared("kakanai"),
+        cp,
+        vec![tenant()],
+    );
     let running = service::start(config, service::ServiceOptions::default())
         .await
         .unwrap();

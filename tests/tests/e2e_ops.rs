@@ -12,7 +12,6 @@ use common::*;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kakanai_appliance::link::{self, LinkEvent, LinkHandle};
 use kakanai_appliance::ops::{LogRing, Operations};
@@ -24,7 +23,6 @@ use kakanai_control_plane::service::operations::{
 use kakanai_control_plane::service::{self, BrokerConfig, RunningService, ServiceConfig};
 use kakanai_control_plane::store::{AuditFilter, Store};
 use kakanai_protocol::catalogue::{Body, LogLine, Operation, OperationStatus};
-use kakanai_protocol::KeyId;
 use kakanai_test_peers::Mosquitto;
 
 struct World {
@@ -51,23 +49,13 @@ async fn world() -> World {
     let (store, url) = store_with_device(dir.path()).await;
     let cp = cp_key();
     let data_dir = dir.path().join("cp");
-    let config = ServiceConfig {
-        data_dir: data_dir.clone(),
-        database_url: url,
-        broker: BrokerConfig {
-            host: broker.host().into(),
-            port: broker.port(),
-            keep_alive: Duration::from_secs(5),
-            client_id: "cp-ops".into(),
-            shared_group: None,
-            embedded: None,
-        },
-        kid: KeyId::of_key(&cp.verifying_key()),
-        key: cp,
-        tenants: vec![tenant()],
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        backup: None,
-    };
+    let config = ServiceConfig::new(
+        data_dir.clone(),
+        url,
+        BrokerConfig::external(broker.host(), broker.port(), "cp-ops"),
+        cp,
+        vec![tenant()],
+    );
     let running = service::start(config, service::ServiceOptions::default())
         .await
         .unwrap();

@@ -22,7 +22,6 @@ use kakanai_control_plane::model::{Actor, Place};
 use kakanai_control_plane::service::{self, BrokerConfig, ServiceConfig};
 use kakanai_documents::{Engine, EngineConfig};
 use kakanai_protocol::catalogue::Body;
-use kakanai_protocol::KeyId;
 use kakanai_test_peers::{IppPrinter, Mosquitto};
 use tokio::sync::mpsc;
 
@@ -33,23 +32,13 @@ async fn a_move_in_visit_prints_at_the_counter_and_its_applications_become_print
     let dir = tempfile::tempdir().unwrap();
     let (store, url) = store_with_device(dir.path()).await;
     let cp = cp_key();
-    let config = ServiceConfig {
-        data_dir: dir.path().join("cp"),
-        database_url: url,
-        broker: BrokerConfig {
-            host: broker.host().into(),
-            port: broker.port(),
-            keep_alive: Duration::from_secs(5),
-            client_id: "cp-e2e-print".into(),
-            shared_group: None,
-            embedded: None,
-        },
-        kid: KeyId::of_key(&cp.verifying_key()),
-        key: cp,
-        tenants: vec![tenant()],
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        backup: None,
-    };
+    let config = ServiceConfig::new(
+        dir.path().join("cp"),
+        url,
+        BrokerConfig::external(broker.host(), broker.port(), "cp-e2e-print"),
+        cp,
+        vec![tenant()],
+    );
     let running = service::start(config, service::ServiceOptions::default())
         .await
         .unwrap();

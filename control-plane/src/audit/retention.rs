@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use kakanai_protocol::keys::SigningKey;
 
 use super::checkpoint::CheckpointKeys;
-use super::{export_archive, verify_archive, ArchiveSpec, RetentionPolicy};
+use super::{export_archive, verify_archive, ArchiveSpec, AuditEntry, RetentionPolicy};
 use crate::model::{Actor, AuditRecord, Place, TenantId};
 use crate::store::{AuditArchive, Store};
 
@@ -83,6 +83,9 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Retenti
     move |source| RetentionError::Io { what, path, source }
 }
 
+/// Entries read from the store at a time while archiving.
+const ARCHIVE_PAGE: u32 = 10_000;
+
 /// The archive file's name for a tenant's year.
 pub fn archive_file_name(tenant: &TenantId, fy: u16) -> String {
     format!("audit-{}-FY{fy}.jsonl", tenant.as_str())
@@ -109,19 +112,6 @@ pub async fn archive_year<K: CheckpointKeys + ?Sized>(
         prev_hash: year.prev_hash,
         count: year.count,
     };
-    // The year's entries, read in pages but all held in memory for the (synchronous)
-    // archive writer: memory grows with the year's size (not measured).
-    let mut entries = Vec::new();
-    let mut from = year.prev_seq + 1;
-    let last = year.prev_seq + year.count;
-    while from <= last {
-        let page = store.audit_range(tenant, from, 10_000).await?;
-        let Some(end) = page.last().map(|e| e.seq) else {
-            break;
-        };
-        entries.extend(page.into_iter().filter(|e| e.seq <= last));
-        from = end + 1;
-    }
     let checkpoints = store.checkpoints(tenant).await?;
     let name = archive_file_name(tenant, fy);
     let file = dir.join(&name);
@@ -133,12 +123,55 @@ pub async fn archive_year<K: CheckpointKeys + ?Sized>(
     }
     let partial = dir.join(format!("{name}.partial"));
     let out = std::fs::File::create(&partial).map_err(io("creating", &partial))?;
-    let written = export_archive(&spec, entries, &checkpoints, key, now_ms, out);
-    let summary = match written {
+    // The year's entries stream from the store, a page at a time, to the writer on a
+    // blocking thread: memory holds a few pages, whatever the year's size.
+    let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel::<Vec<AuditEntry>>(2);
+    let reader = {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        let last = year.prev_seq + year.count;
+        let mut from = year.prev_seq + 1;
+        tokio::spawn(async move {
+            while from <= last {
+                let page = store.audit_range(&tenant, from, ARCHIVE_PAGE).await?;
+                let Some(end) = page.last().map(|e| e.seq) else {
+                    break;
+                };
+                let page: Vec<_> = page.into_iter().filter(|e| e.seq <= last).collect();
+                if pages_tx.send(page).await.is_err() {
+                    // The writer stopped (it says why).
+                    break;
+                }
+                from = end + 1;
+            }
+            Ok::<(), crate::store::StoreError>(())
+        })
+    };
+    let key = SigningKey::from_seed(key.seed()).map_err(|e| RetentionError::BadArchive {
+        path: partial.clone(),
+        reason: format!("the signing key: {e}"),
+    })?;
+    let writer = tokio::task::spawn_blocking(move || {
+        let entries = std::iter::from_fn(move || pages_rx.blocking_recv()).flatten();
+        export_archive(&spec, entries, &checkpoints, &key, now_ms, out)
+    });
+    let written = writer.await;
+    let read = reader.await;
+    // A store failure explains a short count: it is said first.
+    let summary = match (read, written) {
+        (Ok(Ok(())), Ok(Ok(s))) => Ok(s),
+        (Ok(Err(e)), _) => Err(RetentionError::from(e)),
+        (_, Ok(Err(e))) => Err(e.into()),
+        (Err(e), _) | (_, Err(e)) => Err(RetentionError::BadArchive {
+            path: partial.clone(),
+            reason: format!("the archive task failed: {e}"),
+        }),
+    };
+    let summary = match summary {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
-            return Err(e.into());
+            return Err(e);
         }
     };
     let content_sha256 = match check_archive(&partial, keys) {

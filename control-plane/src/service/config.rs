@@ -207,6 +207,29 @@ pub struct BrokerConfig {
     pub embedded: Option<EmbeddedBrokerConfig>,
 }
 
+impl BrokerConfig {
+    /// An external broker at `host`:`port`, connected to as `client_id`, with the
+    /// default keep-alive and plain subscriptions (configuration in code: tests,
+    /// benches, embedding).
+    pub fn external(host: &str, port: u16, client_id: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            keep_alive: Duration::from_secs(default_keep_alive()),
+            client_id: client_id.to_owned(),
+            shared_group: None,
+            embedded: None,
+        }
+    }
+
+    /// The same, in shared-subscription group `group`.
+    #[must_use]
+    pub fn shared(mut self, group: &str) -> Self {
+        self.shared_group = Some(group.to_owned());
+        self
+    }
+}
+
 /// The in-process broker's settings.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBrokerConfig {
@@ -252,6 +275,28 @@ impl std::fmt::Debug for ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// A configuration in code (tests, benches, embedding): state in `data_dir`, the
+    /// store at `database_url`, `broker`, signing with `key`, serving `tenants`;
+    /// `/health` and `/metrics` on a free loopback port, no backups.
+    pub fn new(
+        data_dir: PathBuf,
+        database_url: String,
+        broker: BrokerConfig,
+        key: SigningKey,
+        tenants: Vec<TenantId>,
+    ) -> Self {
+        Self {
+            data_dir,
+            database_url,
+            broker,
+            kid: KeyId::of_key(&key.verifying_key()),
+            key,
+            tenants,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            backup: None,
+        }
+    }
+
     /// Reads `path`, applies the process environment's overrides, and checks it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
