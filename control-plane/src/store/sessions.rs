@@ -28,6 +28,13 @@ use crate::model::{Ident, TenantId};
 /// noticed by no one.
 pub const SESSION_TOUCH_MS: i64 = 5_000;
 
+/// A live session of token `$2` used from device `$3` of tenant `$1` at `$4`, its
+/// account not disabled (`$5` = false).
+const LIVE_SESSION: &str = "tenant = $1 AND token_hash = $2 AND device = $3 \
+    AND expires_at_ms > $4 AND last_seen_ms + idle_timeout_ms > $4 \
+    AND EXISTS (SELECT 1 FROM staff s WHERE s.tenant = staff_sessions.tenant \
+    AND s.login_id = staff_sessions.login_id AND s.disabled = $5)";
+
 const SESSION_COLUMNS: &str = "id, login_id, device, created_at_ms, last_seen_ms, \
      expires_at_ms, idle_timeout_ms";
 
@@ -172,51 +179,36 @@ impl Store {
         device: &Ident,
         now_ms: i64,
     ) -> Result<Option<SessionRecord>> {
-        let fresh = with_pool!(self, pool => {
-            let sql = format!(
-                "SELECT {SESSION_COLUMNS} FROM staff_sessions \
-                 WHERE tenant = $1 AND token_hash = $2 AND device = $3 \
-                 AND expires_at_ms > $4 AND last_seen_ms + idle_timeout_ms > $4 \
-                 AND last_seen_ms > $6 \
-                 AND EXISTS (SELECT 1 FROM staff s WHERE s.tenant = staff_sessions.tenant \
-                 AND s.login_id = staff_sessions.login_id AND s.disabled = $5)"
-            );
-            let row = sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(&token_hash[..])
-                .bind(device.as_str())
-                .bind(now_ms)
-                .bind(false)
-                .bind(now_ms.saturating_sub(SESSION_TOUCH_MS))
-                .fetch_optional(pool)
-                .await?;
-            row.map(|r| session_from_row(&r)).transpose()?
-        });
-        if fresh.is_some() {
-            return Ok(fresh);
+        // Read first, refreshed only when stale: the same conditions either way.
+        let read = format!(
+            "SELECT {SESSION_COLUMNS} FROM staff_sessions WHERE {LIVE_SESSION} AND last_seen_ms > $6"
+        );
+        // `CASE` rather than MAX/GREATEST (which differ between the backends): the clock
+        // of another instance may lag, and last_seen must never go back.
+        let refresh = format!(
+            "UPDATE staff_sessions SET last_seen_ms = \
+             CASE WHEN last_seen_ms < $4 THEN $4 ELSE last_seen_ms END \
+             WHERE {LIVE_SESSION} RETURNING {SESSION_COLUMNS}"
+        );
+        let fresh_after = now_ms.saturating_sub(SESSION_TOUCH_MS);
+        for (sql, fresh_after) in [(read, Some(fresh_after)), (refresh, None)] {
+            let row = with_pool!(self, pool => {
+                let mut q = sqlx::query(&sql)
+                    .bind(tenant.as_str())
+                    .bind(&token_hash[..])
+                    .bind(device.as_str())
+                    .bind(now_ms)
+                    .bind(false);
+                if let Some(t) = fresh_after {
+                    q = q.bind(t);
+                }
+                q.fetch_optional(pool).await?.map(|r| session_from_row(&r)).transpose()?
+            });
+            if row.is_some() {
+                return Ok(row);
+            }
         }
-        with_pool!(self, pool => {
-            // `CASE` rather than MAX/GREATEST (which differ between the backends): the
-            // clock of another instance may lag, and last_seen must never go back.
-            let sql = format!(
-                "UPDATE staff_sessions SET last_seen_ms = \
-                 CASE WHEN last_seen_ms < $4 THEN $4 ELSE last_seen_ms END \
-                 WHERE tenant = $1 AND token_hash = $2 AND device = $3 \
-                 AND expires_at_ms > $4 AND last_seen_ms + idle_timeout_ms > $4 \
-                 AND EXISTS (SELECT 1 FROM staff s WHERE s.tenant = staff_sessions.tenant \
-                 AND s.login_id = staff_sessions.login_id AND s.disabled = $5) \
-                 RETURNING {SESSION_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(&token_hash[..])
-                .bind(device.as_str())
-                .bind(now_ms)
-                .bind(false)
-                .fetch_optional(pool)
-                .await?;
-            row.map(|r| session_from_row(&r)).transpose()
-        })
+        Ok(None)
     }
 
     /// The session with this id, live or not (for administration and tests).
