@@ -16,7 +16,7 @@ use kakanai_appliance::link::{self, Identity, LinkConfig, LinkError, LinkEvent, 
 use kakanai_appliance::store::ApplianceStore;
 use kakanai_hw::backoff::Backoff;
 use kakanai_protocol::catalogue::{
-    AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, PresenceState,
+    Ack, AckStatus, Body, DeviceClass, DeviceStateReport, DeviceStatus, Ping, PresenceState,
 };
 use kakanai_protocol::seal::seal;
 use kakanai_protocol::{examples, Envelope, KeyId, Kind, MessageId, SigningKey, Topic};
@@ -145,6 +145,41 @@ async fn unacked_messages_are_sent_again_after_a_restart() {
     }
     assert_eq!(again, sent, "the same messages, by id");
     wait_outbox_empty(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ack_naming_several_messages_removes_each_of_them() {
+    let broker = Mosquitto::start().unwrap();
+    let cp = ControlPlane::start(broker.port(), false, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ApplianceStore::open(&dir.path().join("a.redb")).unwrap());
+    let (link, mut events, _) = start_link(broker.port(), Arc::clone(&store)).await;
+    let mut sent = Vec::new();
+    for n in 0..6 {
+        sent.push(link.send(state(n)).await.unwrap());
+    }
+    for _ in 0..6 {
+        cp.next_of(Kind::DeviceState).await;
+    }
+    // The control plane acks five of them with one signed message; the sixth stays.
+    let ack = Ack {
+        of: sent[0],
+        status: AckStatus::Accepted,
+        also: sent[1..5].to_vec(),
+    };
+    cp.command_with(Body::Ack(ack), Some(sent[0]), None).await;
+    let mut acked = HashSet::new();
+    while acked.len() < 5 {
+        let e = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("a link event")
+            .unwrap();
+        if let LinkEvent::Acked(id) = e {
+            acked.insert(id);
+        }
+    }
+    assert_eq!(acked, sent[..5].iter().copied().collect::<HashSet<_>>());
+    assert_eq!(store.pending_count().unwrap(), 1, "the one not named stays");
 }
 
 async fn next_event(events: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
