@@ -23,9 +23,10 @@ use super::{Group, NewStaff, Result, Store, StoreError};
 use crate::model::{Ident, TenantId};
 
 /// How stale a session's `last_seen` may be before a use writes it again (see
-/// [`Store::touch_session`]): a session may therefore idle out up to this much
-/// earlier than its idle timeout says, which at counter timeouts of minutes is
-/// noticed by no one.
+/// [`Store::touch_session`]), at most: a tenth of the session's idle timeout when
+/// that is less. A session may therefore idle out up to this much (and never more
+/// than a tenth of its idle time) earlier than its idle timeout says, which at
+/// counter timeouts of minutes is noticed by no one.
 pub const SESSION_TOUCH_MS: i64 = 5_000;
 
 /// A live session of token `$2` used from device `$3` of tenant `$1` at `$4`, its
@@ -168,7 +169,8 @@ impl Store {
     /// disabled.
     ///
     /// Every RPC of a staff member comes here, so the write is saved when it would
-    /// change little: a session seen less than [`SESSION_TOUCH_MS`] ago is only read
+    /// change little: a session seen less than [`SESSION_TOUCH_MS`] ago (or a tenth of its idle
+    /// timeout, when that is less) is only read
     /// (the same checks, in one statement), and its `last_seen` stays as it is. The
     /// refresh itself is one statement too, so its checks and the write cannot be
     /// torn apart.
@@ -181,7 +183,9 @@ impl Store {
     ) -> Result<Option<SessionRecord>> {
         // Read first, refreshed only when stale: the same conditions either way.
         let read = format!(
-            "SELECT {SESSION_COLUMNS} FROM staff_sessions WHERE {LIVE_SESSION} AND last_seen_ms > $6"
+            "SELECT {SESSION_COLUMNS} FROM staff_sessions WHERE {LIVE_SESSION} \
+             AND last_seen_ms + CASE WHEN idle_timeout_ms / 10 < $6 \
+             THEN idle_timeout_ms / 10 ELSE $6 END > $4"
         );
         // `CASE` rather than MAX/GREATEST (which differ between the backends): the clock
         // of another instance may lag, and last_seen must never go back.
@@ -190,8 +194,7 @@ impl Store {
              CASE WHEN last_seen_ms < $4 THEN $4 ELSE last_seen_ms END \
              WHERE {LIVE_SESSION} RETURNING {SESSION_COLUMNS}"
         );
-        let fresh_after = now_ms.saturating_sub(SESSION_TOUCH_MS);
-        for (sql, fresh_after) in [(read, Some(fresh_after)), (refresh, None)] {
+        for (sql, touch_ms) in [(read, Some(SESSION_TOUCH_MS)), (refresh, None)] {
             let row = with_pool!(self, pool => {
                 let mut q = sqlx::query(&sql)
                     .bind(tenant.as_str())
@@ -199,7 +202,7 @@ impl Store {
                     .bind(device.as_str())
                     .bind(now_ms)
                     .bind(false);
-                if let Some(t) = fresh_after {
+                if let Some(t) = touch_ms {
                     q = q.bind(t);
                 }
                 q.fetch_optional(pool).await?.map(|r| session_from_row(&r)).transpose()?
