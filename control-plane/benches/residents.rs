@@ -13,6 +13,11 @@
 //! at 10⁶ residents with all kinds); the unchanged re-import is then skipped.
 //! `KAKANAI_BENCH_VACUUM=1` (PostgreSQL) runs `VACUUM (ANALYZE)` after the imports, so
 //! the lookups see the state autovacuum reaches shortly after an import.
+//! `KAKANAI_BENCH_NO_DELTA=1` skips the day's delta: generating it rebuilds the whole
+//! city in memory, more than 23 GB at 10⁷ residents.
+//! `KAKANAI_BENCH_DIR=DIR` writes the city and the SQLite store into `DIR` (created)
+//! instead of a temporary directory, and leaves them there for later lookup runs. The
+//! size of the store on disk is printed after the imports.
 //! `KAKANAI_BENCH_STORE=URL` with `KAKANAI_BENCH_JUMIN=FILE` measures the lookups only,
 //! on a store an earlier run left (tenant `bench-city`), with cards from the first
 //! `KAKANAI_BENCH_RESIDENTS` data lines of that 住民記録 file.
@@ -34,7 +39,7 @@ use kakanai_control_plane::residents::{
 use kakanai_control_plane::store::{Store, Tenant};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     _pg: Option<kakanai_test_peers::Postgres>,
     rt: tokio::runtime::Runtime,
     store: Store,
@@ -196,8 +201,18 @@ fn setup() -> Fixture {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let dir = tempfile::tempdir().unwrap();
-    let city = dir.path().join("city");
+    let (dir, root) = match std::env::var("KAKANAI_BENCH_DIR") {
+        Ok(d) => {
+            std::fs::create_dir_all(&d).unwrap();
+            (None, std::path::PathBuf::from(d))
+        }
+        Err(_) => {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    };
+    let city = root.join("city");
     let t = Instant::now();
     let summary = gen_city(&city, 1, residents).unwrap();
     let files: usize = summary.files.iter().map(|(_, n)| n).sum();
@@ -214,12 +229,11 @@ fn setup() -> Fixture {
     let (url, pg) = if backend == "postgres" {
         let pg = kakanai_test_peers::Postgres::start().unwrap();
         pg.create_database("bench").unwrap();
+        // To find the server's processes (e.g. to renice them for the lookups).
+        println!("postgres: socket dir {}", pg.socket_dir().display());
         (pg.url_for("bench"), Some(pg))
     } else {
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("store.db").display()
-        );
+        let url = format!("sqlite://{}?mode=rwc", root.join("store.db").display());
         (url, None)
     };
     let store = rt.block_on(Store::open(&url)).unwrap();
@@ -249,8 +263,9 @@ fn setup() -> Fixture {
             "import ({backend}, first, 住民記録 as delta files of {chunk} rows): {rows} rows in {took:.2?} = {:.0} rows/s",
             rows as f64 / took.as_secs_f64()
         );
-        // The other kinds (if any were kept), each a full file.
-        std::fs::remove_file(city.join("jumin.csv")).unwrap();
+        // The other kinds (if any were kept), each a full file; the 住民記録 file is
+        // set aside (kept for `KAKANAI_BENCH_JUMIN` on a later run).
+        std::fs::rename(city.join("jumin.csv"), root.join("jumin-imported.csv")).unwrap();
         let t = Instant::now();
         let report = rt
             .block_on(import_dir(&store, &tenant, &city, &mapping, &options))
@@ -290,8 +305,20 @@ fn setup() -> Fixture {
         let j = parse(&decode(&bytes, Encoding::Utf8).unwrap()).unwrap();
         sample_cards(&j, step)
     };
+    if std::env::var("KAKANAI_BENCH_NO_DELTA").is_ok() {
+        println!("delta ({backend}): skipped with KAKANAI_BENCH_NO_DELTA");
+        store_size(&rt, &root, pg.as_ref());
+        return Fixture {
+            _dir: dir,
+            _pg: pg,
+            rt,
+            store,
+            tenant,
+            cards,
+        };
+    }
     // One day's delta (異動分) of every kind, through the drop directory.
-    let drop = dir.path().join("drop");
+    let drop = root.join("drop");
     let day = kakanai_control_plane::residents::gen::gen_delta(&drop, 1, residents).unwrap();
     keep_kinds(&drop, &kinds);
     let t = Instant::now();
@@ -319,6 +346,7 @@ fn setup() -> Fixture {
         println!("VACUUM (ANALYZE) after the import: {:.2?}", t.elapsed());
     }
     let delta_rows: usize = run.files.iter().map(|f| f.rows).sum();
+    store_size(&rt, &root, pg.as_ref());
     println!(
         "delta ({backend}, one day: {} births, {} deaths, {} in, {} out, {} marriages): {delta_rows} rows in {} files in {took:.2?}",
         day.births, day.deaths, day.moves_in, day.moves_out, day.marriages, run.files.len()
@@ -332,6 +360,33 @@ fn setup() -> Fixture {
         tenant,
         cards,
     }
+}
+
+/// Prints the store's size on disk: the SQLite files, or the PostgreSQL database.
+fn store_size(
+    rt: &tokio::runtime::Runtime,
+    root: &std::path::Path,
+    pg: Option<&kakanai_test_peers::Postgres>,
+) {
+    let bytes: u64 = match pg {
+        Some(pg) => rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&pg.url_for("bench"))
+                .await
+                .unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT pg_database_size('bench')")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            n as u64
+        }),
+        None => ["store.db", "store.db-wal", "store.db-shm"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(root.join(f)).ok())
+            .map(|m| m.len())
+            .sum(),
+    };
+    println!("store on disk: {:.2} GB", bytes as f64 / 1e9);
 }
 
 fn latencies(f: &Fixture) {
@@ -394,7 +449,7 @@ fn existing(url: &str, jumin: &str) -> Fixture {
     let store = rt.block_on(Store::open(url)).unwrap();
     println!("existing store: cards from the first {residents} residents of the file");
     Fixture {
-        _dir: tempfile::tempdir().unwrap(),
+        _dir: None,
         _pg: None,
         rt,
         store,

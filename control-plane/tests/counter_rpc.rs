@@ -21,7 +21,10 @@ use kakanai_control_plane::model::TenantId;
 use kakanai_control_plane::residents::csvfile::{decode, parse, Table};
 use kakanai_control_plane::residents::gen::write_demo;
 use kakanai_control_plane::residents::mapping::Encoding;
-use kakanai_control_plane::residents::{gen_city, import_dir, ImportOptions, Mapping, MyNumberKey};
+use kakanai_control_plane::residents::{
+    gen_city, import_dir, import_file, DataKind, FileSpec, ImportMode, ImportOptions, Mapping,
+    MyNumberKey, Outcome,
+};
 use kakanai_control_plane::rpc::{Dispatcher, RpcContext, StaffSession};
 use kakanai_control_plane::rules::catalog::read_files;
 use kakanai_control_plane::store::{Store, Tenant};
@@ -39,6 +42,7 @@ both_backends!("crpc_";
     certificate_orders_are_checked_before_anything_is_stored,
     unplaceable_addresses_and_forbidden_sessions,
     residents_moving_within_bring_what_their_records_say,
+    moving_in_is_found_among_many_announced,
 );
 
 const SEED: u64 = 5;
@@ -782,6 +786,111 @@ async fn unplaceable_addresses_and_forbidden_sessions(url: String) {
     .unwrap_err();
     assert_eq!(e.code, "invalid-params");
     assert!(!e.message.contains("山田"));
+}
+
+/// A city that was announced many more people moving in than the 20,000 the lookup
+/// once read whole (it read them in 住民票コード order and stopped there): a family
+/// whose codes sort after all of them is still found from the mother's card, with
+/// the whole declared household, and a card of nobody announced finds no one.
+async fn moving_in_is_found_among_many_announced(url: String) {
+    const OTHERS: usize = 20_500;
+    let store = Store::open(&url).await.unwrap();
+    store
+        .create_tenant(
+            &Tenant {
+                id: tenant(),
+                name: "書無市".into(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    let mapping = Mapping::reference();
+    let km = mapping.kind(DataKind::Tenshutsu).unwrap();
+    let header = table("tenshutsu.csv", Encoding::Utf8).header.join(",");
+    let mut csv = format!("{header}\n");
+    let from = "架空県見本市本町1丁目2番3号";
+    for i in 0..OTHERS {
+        // Others: spread over birth dates and names, each the head of their own.
+        let name = format!(
+            "見本　{}",
+            char::from_u32(0x4E00 + (i % 5_000) as u32).unwrap()
+        );
+        csv.push_str(&format!(
+            "1{i:010},{name},ミホン,19{:02}-{:02}-{:02},1,{from}{i}番地,2025-04-10,見本県書無市本町1番地,{name},世帯主,\n",
+            50 + i % 50,
+            1 + i % 12,
+            1 + i % 28
+        ));
+    }
+    // The family, with the largest codes: head, wife, child.
+    for (code, name, birth, sex, relation) in [
+        ("99999999991", "髙橋　太郎", "1980-01-02", "1", "世帯主"),
+        ("99999999992", "髙橋　花子", "1982-03-04", "2", "妻"),
+        ("99999999993", "髙橋　一郎", "2015-05-06", "1", "子"),
+    ] {
+        csv.push_str(&format!(
+            "{code},{name},タカハシ,{birth},{sex},東京都架空区本町1丁目2番3号,2025-04-10,見本県書無市本町1番地,髙橋　太郎,{relation},\n"
+        ));
+    }
+    let options = ImportOptions {
+        my_number_key: Some(MyNumberKey::new(&KEY)),
+        now_ms: NOW,
+    };
+    let spec = FileSpec {
+        kind: DataKind::Tenshutsu,
+        mode: ImportMode::Full,
+        file: "tenshutsu.csv".into(),
+        as_of: None,
+    };
+    let report = import_file(
+        &store,
+        &tenant(),
+        &mapping.delta,
+        km,
+        &spec,
+        csv.as_bytes(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Applied, "{report}");
+    assert_eq!(report.added, OTHERS + 3);
+
+    let d = dispatcher(&store);
+    let staff = staff();
+    // The mother's card: 高 for 髙, full-width digits, a half-width space.
+    let face = CardFace {
+        name: PersonalText::new("高橋 花子"),
+        address: PersonalText::new("東京都架空区本町１丁目２番３号"),
+        birth_date: PersonalText::new("19820304"),
+        sex: Sex::Female,
+        my_number: None,
+        has_private_use_chars: false,
+    };
+    let found: MovingInResponse = call(&d, &staff, "counter.lookup-moving-in", &face)
+        .await
+        .unwrap();
+    assert!(found.exact);
+    assert_eq!(found.candidates[0].juminhyo_code, "99999999992");
+    let family: Vec<&str> = found
+        .family
+        .iter()
+        .map(|p| p.juminhyo_code.as_str())
+        .collect();
+    assert_eq!(family, ["99999999991", "99999999992", "99999999993"]);
+
+    let nobody = CardFace {
+        name: PersonalText::new("誰也　無"),
+        address: PersonalText::new("北海道どこか町1番地"),
+        birth_date: PersonalText::new("20010101"),
+        ..face
+    };
+    let found: MovingInResponse = call(&d, &staff, "counter.lookup-moving-in", &nobody)
+        .await
+        .unwrap();
+    assert!(!found.exact);
+    assert!(found.candidates.is_empty() && found.family.is_empty());
 }
 
 /// The demo cards are virtual cards `kakanai-vcard` loads, and the README's PIN and

@@ -28,6 +28,7 @@ both_backends!("rd_";
     contradicting_delta_is_refused_with_lines,
     older_delta_and_bad_codes_are_refused,
     drop_dir_waits_for_markers_and_keeps_order,
+    statistics_refresh_after_large_imports_only,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -254,6 +255,85 @@ async fn a_day_of_changes_applies_once(url: String) {
     let b = tenant("city-b");
     assert!(store.import_report(&b, applied.id).await.unwrap().is_none());
     assert!(store.list_import_reports(&b, 100).await.unwrap().is_empty());
+}
+
+/// What the query planner knows of the residents table: on PostgreSQL how many times
+/// it was analysed by hand (not by autovacuum) and the row count it last saw; on
+/// SQLite the `sqlite_stat1` rows of the table (none before any `ANALYZE`).
+async fn planner_statistics(url: &str) -> (i64, String) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let exists: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+        )
+        .fetch_optional(&mut c)
+        .await
+        .unwrap();
+        if exists.is_none() {
+            return (0, String::new());
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'residents' ORDER BY idx",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        (rows.len() as i64, format!("{rows:?}"))
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        let (count, tuples): (i64, f32) = sqlx::query_as(
+            "SELECT s.analyze_count, c.reltuples FROM pg_stat_user_tables s \
+             JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'residents'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        (count, format!("{tuples}"))
+    }
+}
+
+/// A first import (every row new) leaves the planner statistics of the residents
+/// table it wrote (PostgreSQL: one `ANALYZE`, counting every resident; SQLite: the
+/// table's `sqlite_stat1` rows), so lookups right after it are planned for the table
+/// as it is; the day's small delta that follows does not analyse again.
+async fn statistics_refresh_after_large_imports_only(url: String) {
+    let store = store_with(&url, &["city-a"]).await;
+    let a = tenant("city-a");
+    let (none, _) = planner_statistics(&url).await;
+    assert_eq!(none, 0, "no statistics before any import");
+
+    let dir = drop_dir_with_full();
+    let run = import_drop_dir(&store, &a, dir.path(), &Mapping::reference(), &options())
+        .await
+        .unwrap();
+    assert!(run.all_applied(), "{run}");
+    let residents = store.resident_counts(&a).await.unwrap().residents;
+    let (after_full, seen) = planner_statistics(&url).await;
+    if url.starts_with("sqlite:") {
+        assert!(
+            after_full >= 4,
+            "the residents indexes have statistics: {seen}"
+        );
+    } else {
+        assert_eq!(after_full, 1, "analysed once after the first import");
+        assert_eq!(
+            seen,
+            residents.to_string(),
+            "the planner counts every resident"
+        );
+    }
+
+    // The day's delta changes a few dozen of 1,500 residents: no new ANALYZE.
+    let (name, _) = jumin_delta();
+    let bytes = std::fs::read(city().delta.path().join(&name)).unwrap();
+    drop_file(dir.path(), &name, &bytes);
+    let day = import_drop_dir(&store, &a, dir.path(), &Mapping::reference(), &options())
+        .await
+        .unwrap();
+    assert!(day.all_applied(), "{day}");
+    assert!(store.resident_counts(&a).await.unwrap().residents != residents);
+    assert_eq!(planner_statistics(&url).await, (after_full, seen));
 }
 
 async fn contradicting_delta_is_refused_with_lines(url: String) {

@@ -4,9 +4,11 @@
 //!
 //! Matching folds names and addresses as the resident lookup does
 //! ([`crate::residents::fold`]): width, spaces, kana, IVS and 異体字 never stand
-//! between a card and its record. The 転出証明書情報 of a city is small (the people
-//! announced to move in over a few weeks), so it is read whole per lookup; it has no
-//! 宛名番号 and no index by name.
+//! between a card and its record. A lookup ([`lookup`]) reads only the records born
+//! on the card's birth date or with its folded name, and then the declared household
+//! of the best one by its folded 世帯主, all through the search keys the importer
+//! keeps on records (migration 0011), so its cost does not grow with how many people
+//! the kind holds (N9).
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -129,14 +131,41 @@ impl Tenshutsu {
     }
 }
 
-/// Every 転出証明書情報 record of the tenant.
-pub async fn all(store: &Store, tenant: &TenantId) -> Result<Vec<Tenshutsu>, StoreError> {
-    Ok(store
-        .records_of_kind(tenant, KIND)
+/// Finds the 転出証明書情報 a card's face belongs to, as [`match_card`] does over
+/// every record, but reading only those that can match: a candidate matches at least
+/// two of name, birth date and address, so its birth date or its folded name is the
+/// card's. The family is the best candidate's declared household (same folded 世帯主,
+/// then same 前住所). `None` when the card's birth date is not a date.
+pub async fn lookup(
+    store: &Store,
+    tenant: &TenantId,
+    card: &CardFace,
+) -> Result<Option<Found>, StoreError> {
+    let Some(birth) = card_birth(card) else {
+        return Ok(None);
+    };
+    let records: Vec<Tenshutsu> = store
+        .records_matching(tenant, KIND, &birth.to_string(), &fold(card.name.expose()))
         .await?
         .iter()
         .map(Tenshutsu::from_record)
-        .collect())
+        .collect();
+    let Some(mut found) = match_card(card, &records) else {
+        return Ok(None);
+    };
+    if let Some(best) = found.candidates.first() {
+        let mut household: Vec<Tenshutsu> = store
+            .records_by_head(tenant, KIND, &fold(&best.head_name))
+            .await?
+            .iter()
+            .map(Tenshutsu::from_record)
+            .collect();
+        if !household.iter().any(|r| r.code == best.code) {
+            household.push(best.clone());
+        }
+        found.family = family_of(best, &household);
+    }
+    Ok(Some(found))
 }
 
 /// One record by 住民票コード.
@@ -176,17 +205,7 @@ fn sex_code(sex: Sex) -> &'static str {
 /// move is registered), best first; the family of the best one. `None` when the
 /// card's birth date is not a date.
 pub fn match_card(card: &CardFace, records: &[Tenshutsu]) -> Option<Found> {
-    let digits: String = card
-        .birth_date
-        .expose()
-        .chars()
-        .map(|c| match c {
-            '０'..='９' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-            c => c,
-        })
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let birth = parse_date(&digits)?;
+    let birth = card_birth(card)?;
     let name = fold(card.name.expose());
     let address = fold_address(card.address.expose());
     let sex = sex_code(card.sex);
@@ -218,6 +237,21 @@ pub fn match_card(card: &CardFace, records: &[Tenshutsu]) -> Option<Found> {
         candidates,
         family,
     })
+}
+
+/// The card's birth date (full-width digits and spaces tolerated), if it is a date.
+fn card_birth(card: &CardFace) -> Option<Date> {
+    let digits: String = card
+        .birth_date
+        .expose()
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    parse_date(&digits)
 }
 
 /// The declared household of `person` among `records` (including them): the head

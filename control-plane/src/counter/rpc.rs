@@ -336,10 +336,9 @@ impl CounterRpc {
             wire::LookupMovingIn::NAME => {
                 ctx.require(RESIDENT_VIEW)?;
                 let card: CardFace = params(value)?;
-                let records = moving_in::all(&self.store, tenant)
+                let found = moving_in::lookup(&self.store, tenant, &card)
                     .await
-                    .map_err(store_err)?;
-                let found = moving_in::match_card(&card, &records)
+                    .map_err(store_err)?
                     .ok_or_else(|| err("invalid-params", "生年月日が正しくありません"))?;
                 seen.moving_in = found
                     .candidates

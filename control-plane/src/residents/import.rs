@@ -456,16 +456,7 @@ async fn apply_file(
             .apply_residents(tenant, &rows, &mark, options.now_ms)
             .await?
     } else {
-        let rows: Vec<RecordRow> = parsed
-            .rows
-            .iter()
-            .map(|r| RecordRow {
-                key: r.key.clone(),
-                atena: km.resident.as_ref().and_then(|f| r.values.get(f).cloned()),
-                data: r.json.clone(),
-                hash: r.hash.clone(),
-            })
-            .collect();
+        let rows: Vec<RecordRow> = parsed.rows.iter().map(|r| record_row(km, r)).collect();
         store
             .apply_records(tenant, kind.as_str(), &rows, &mark, options.now_ms)
             .await?
@@ -526,12 +517,7 @@ async fn apply_delta(
                 line: r.line,
                 action: action(r),
                 key: r.key.clone(),
-                row: (action(r) != DeltaAction::Remove).then(|| RecordRow {
-                    key: r.key.clone(),
-                    atena: km.resident.as_ref().and_then(|f| r.values.get(f).cloned()),
-                    data: r.json.clone(),
-                    hash: r.hash.clone(),
-                }),
+                row: (action(r) != DeltaAction::Remove).then(|| record_row(km, r)),
             })
             .collect();
         store
@@ -583,6 +569,25 @@ struct Parsed {
     rows: Vec<Row>,
     /// Key → index into `rows`.
     key_of: HashMap<String, usize>,
+}
+
+/// A row of a kind other than 住民記録, with the search keys of the fields it has
+/// (`name`, `birth_date`, `head_name`: folded like the residents' keys).
+fn record_row(km: &KindMapping, r: &Row) -> RecordRow {
+    let value = |f: &str| r.values.get(f).filter(|v| !v.trim().is_empty());
+    RecordRow {
+        key: r.key.clone(),
+        atena: km.resident.as_ref().and_then(|f| r.values.get(f).cloned()),
+        name_key: value("name").map(|v| fold(v)).filter(|k| !k.is_empty()),
+        birth_date: value("birth_date")
+            .and_then(|v| parse_date(v))
+            .map(|d| d.to_string()),
+        head_key: value("head_name")
+            .map(|v| fold(v))
+            .filter(|k| !k.is_empty()),
+        data: r.json.clone(),
+        hash: r.hash.clone(),
+    }
 }
 
 fn resident_row(r: &Row) -> ResidentRow {

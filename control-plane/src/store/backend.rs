@@ -69,6 +69,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0010_audit_retention.sql"),
     ),
     (
+        11,
+        "record match keys",
+        include_str!("../../migrations/sqlite/0011_record_match_keys.sql"),
+    ),
+    (
         12,
         "device outcomes",
         include_str!("../../migrations/sqlite/0012_device_outcomes.sql"),
@@ -126,6 +131,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0010_audit_retention.sql"),
     ),
     (
+        11,
+        "record match keys",
+        include_str!("../../migrations/postgres/0011_record_match_keys.sql"),
+    ),
+    (
         12,
         "device outcomes",
         include_str!("../../migrations/postgres/0012_device_outcomes.sql"),
@@ -141,6 +151,8 @@ const SQLITE_MAX_CONNECTIONS: u32 = 8;
 /// Page cache per SQLite connection, as SQLite's `cache_size` pragma takes it
 /// (negative: KiB). Memory is taken only as pages are read.
 const SQLITE_CACHE_KIB: &str = "-32768";
+/// What the SQLite WAL file is truncated to after a checkpoint (bytes).
+const SQLITE_WAL_LIMIT_BYTES: &str = "67108864";
 /// PostgreSQL connections per control-plane instance.
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 
@@ -175,7 +187,10 @@ impl Pool {
                 // SQLite's default page cache is 2 MiB per connection: the hot index
                 // pages of the ingest and resident tables no longer fit once they
                 // grow, and every write then reads its pages back from the OS.
-                .pragma("cache_size", SQLITE_CACHE_KIB);
+                .pragma("cache_size", SQLITE_CACHE_KIB)
+                // After a big import the WAL file would otherwise keep the size of the
+                // largest transaction (gigabytes at 10⁷ residents) until the pool closes.
+                .pragma("journal_size_limit", SQLITE_WAL_LIMIT_BYTES);
             // An in-memory database lives as long as its connection: keep exactly one.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool_options = if in_memory {

@@ -10,13 +10,18 @@
 //! `UNNEST` arrays of 5,000 rows and `= ANY` key arrays, sent unprepared where the
 //! plan depends on how big a table is at that moment. Households touched are
 //! recomputed from their residents; when most of them were touched (a first import),
-//! all of the tenant's in one pass.
+//! all of the tenant's in one pass. After a file that changed more than a tenth of a
+//! table (as the planner last counted it) commits, the tables it wrote are analysed
+//! (`ANALYZE`; on SQLite with `analysis_limit`), so lookups right after a big import
+//! are planned for the table as it now is; a small daily delta does not analyse.
 //!
 //! Lookups go through the search-key indexes (`residents_by_*`, migrations 0003 and
 //! 0009): by birth date and by folded name (both covering the folded name, address
 //! and 宛名番号, so a card lookup compares without reading rows), by reading (exact
 //! or prefix range), by household, by 宛名番号, so their cost depends on how many rows
-//! match, not on the city's size (N9).
+//! match, not on the city's size (N9). Records of the other kinds carry search keys
+//! where their kind has the fields (folded 氏名, 生年月日, folded 世帯主; migration
+//! 0011), written with the row, for the counter's lookups over them.
 //!
 //! Records returned here hold personal data; their `Debug` shows the 宛名番号 only.
 
@@ -97,6 +102,15 @@ pub struct RecordRow {
     pub key: String,
     /// The 宛名番号 it belongs to, if the kind has one.
     pub atena: Option<String>,
+    /// Search keys (migration 0011), derived from the fields by the importer for the
+    /// kinds whose mapping has the field, `None` otherwise or when the row leaves it
+    /// empty: they find a person moving in (転出証明書情報) from a card through an
+    /// index. The folded 氏名 (`residents::fold::fold`).
+    pub name_key: Option<String>,
+    /// 生年月日 `YYYY-MM-DD`.
+    pub birth_date: Option<String>,
+    /// The folded 世帯主.
+    pub head_key: Option<String>,
     /// Every mapped field as JSON.
     pub data: String,
     /// Hash of the row's content.
@@ -136,6 +150,13 @@ pub struct ApplyResult {
     pub removed: Vec<String>,
     /// Rows identical to the stored ones.
     pub unchanged: u64,
+}
+
+impl ApplyResult {
+    /// Rows added, changed or removed.
+    pub fn writes(&self) -> usize {
+        self.added.len() + self.changed.len() + self.removed.len()
+    }
 }
 
 /// A stored resident.
@@ -729,13 +750,17 @@ impl ImportConn for SqliteConnection {
     ) -> Result<()> {
         for chunk in rows.chunks(INSERT_BATCH * 2) {
             let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO resident_records (tenant, kind, rkey, atena, data, row_hash, imported_at_ms) ",
+                "INSERT INTO resident_records (tenant, kind, rkey, atena, name_key, birth_date, \
+                 head_key, data, row_hash, imported_at_ms) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 b.push_bind(tenant)
                     .push_bind(kind)
                     .push_bind(r.key.as_str())
                     .push_bind(r.atena.as_deref())
+                    .push_bind(r.name_key.as_deref())
+                    .push_bind(r.birth_date.as_deref())
+                    .push_bind(r.head_key.as_deref())
                     .push_bind(r.data.as_str())
                     .push_bind(r.hash.as_slice())
                     .push_bind(now_ms);
@@ -866,16 +891,35 @@ impl ImportConn for PgConnection {
         now_ms: i64,
     ) -> Result<()> {
         const SQL: &str =
-            "INSERT INTO resident_records (tenant, kind, rkey, atena, data, row_hash, \
-             imported_at_ms) \
-             SELECT $1::text, $2::text, u.*, $7::bigint \
-             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::bytea[]) AS u";
+            "INSERT INTO resident_records (tenant, kind, rkey, atena, name_key, birth_date, \
+             head_key, data, row_hash, imported_at_ms) \
+             SELECT $1::text, $2::text, u.*, $10::bigint \
+             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+             $9::bytea[]) AS u";
         for chunk in rows.chunks(PG_BATCH) {
             sqlx::query(SQL)
                 .bind(tenant)
                 .bind(kind)
                 .bind(chunk.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
                 .bind(chunk.iter().map(|r| r.atena.as_deref()).collect::<Vec<_>>())
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.name_key.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.birth_date.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.head_key.as_deref())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(chunk.iter().map(|r| r.data.as_str()).collect::<Vec<_>>())
                 .bind(chunk.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>())
                 .bind(now_ms)
@@ -1053,6 +1097,103 @@ async fn apply_delta<C: ImportConn, R: ImportRow>(
     Ok(DeltaApplied::Applied(result))
 }
 
+/// A file that changed more than this share of a table's rows (as the planner last
+/// counted them) refreshes the table's statistics once it has committed.
+const STATS_SHARE: f64 = 0.10;
+
+/// How many rows of each index SQLite's `ANALYZE` reads after a large import
+/// (`PRAGMA analysis_limit`): enough for the planner's estimates, and it keeps the
+/// refresh to milliseconds at 10⁷ residents instead of a scan of every index.
+const SQLITE_ANALYSIS_LIMIT: i64 = 1_000;
+
+impl Table<'_> {
+    /// The tables an import of this kind writes, whose statistics it may refresh.
+    fn written_tables(&self) -> &'static [&'static str] {
+        match self {
+            Self::Residents => &["residents", "resident_households"],
+            Self::Records(_) => &["resident_records"],
+        }
+    }
+}
+
+impl Store {
+    /// After a file that changed `changed` rows of `table` committed: when that is a
+    /// large share of the table (more than [`STATS_SHARE`] of the rows the planner
+    /// last counted, or the table was never counted, as after a first import),
+    /// refreshes the statistics of the tables the import writes, so the lookups are
+    /// planned for the table as it is now rather than as it was before the import
+    /// (until autovacuum would get to it). A small daily delta on a large table
+    /// changes a tiny share and costs one catalogue read. On PostgreSQL `ANALYZE`
+    /// (a sample of 30,000 rows per table); on SQLite `ANALYZE` with
+    /// [`SQLITE_ANALYSIS_LIMIT`]. The file is already applied: a failure here is
+    /// logged and does not fail the import.
+    async fn refresh_statistics(&self, table: Table<'_>, changed: usize) {
+        if changed == 0 {
+            return;
+        }
+        if let Err(e) = self.refresh_statistics_inner(table, changed).await {
+            tracing::warn!(table = table.written_tables()[0], error = %e, "statistics not refreshed after an import");
+        }
+    }
+
+    async fn refresh_statistics_inner(&self, table: Table<'_>, changed: usize) -> Result<()> {
+        use sqlx::Row;
+        let tables = table.written_tables();
+        let large = |counted: Option<f64>| match counted {
+            Some(n) if n > 0.0 => changed as f64 > STATS_SHARE * n,
+            _ => true,
+        };
+        match &self.pool {
+            super::backend::Pool::Postgres(pool) => {
+                // reltuples is -1 until the table is first analysed or vacuumed.
+                let counted: f64 = sqlx::query(
+                    "SELECT reltuples::float8 AS n FROM pg_class WHERE oid = $1::regclass",
+                )
+                .bind(tables[0])
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?;
+                if large(Some(counted)) {
+                    for t in tables {
+                        sqlx::query(&format!("ANALYZE {t}")).execute(pool).await?;
+                    }
+                }
+            }
+            super::backend::Pool::Sqlite(pool) => {
+                // The row count the last ANALYZE left (the first number of an index's
+                // stat), if any.
+                let mut c = pool.acquire().await?;
+                let has_stats: Option<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+                )
+                .fetch_optional(&mut *c)
+                .await?;
+                let counted = match has_stats {
+                    None => None,
+                    Some(_) => sqlx::query_scalar::<_, String>(
+                        "SELECT stat FROM sqlite_stat1 WHERE tbl = $1 LIMIT 1",
+                    )
+                    .bind(tables[0])
+                    .fetch_optional(&mut *c)
+                    .await?
+                    .and_then(|s| s.split(' ').next().and_then(|n| n.parse::<f64>().ok())),
+                };
+                if large(counted) {
+                    sqlx::query(&format!("PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}"))
+                        .execute(&mut *c)
+                        .await?;
+                    for t in tables {
+                        sqlx::query(&format!("ANALYZE {t}"))
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Applies a full 住民記録 file: adds, updates and deletes residents so that the
     /// tenant's residents are exactly `rows`, recomputes the households touched, and
@@ -1067,12 +1208,15 @@ impl Store {
         for r in rows {
             check_resident(r)?;
         }
-        with_pool!(self, pool => {
+        let result = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let result = apply_full(&mut *tx, tenant.as_str(), Table::Residents, rows, mark, now_ms).await?;
             tx.commit().await?;
-            Ok(result)
-        })
+            result
+        });
+        self.refresh_statistics(Table::Residents, result.writes())
+            .await;
+        Ok(result)
     }
 
     /// Applies a full file of another kind: the tenant's records of `kind` become
@@ -1089,12 +1233,15 @@ impl Store {
         for r in rows {
             check_record(r)?;
         }
-        with_pool!(self, pool => {
+        let result = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let result = apply_full(&mut *tx, tenant.as_str(), Table::Records(kind), rows, mark, now_ms).await?;
             tx.commit().await?;
-            Ok(result)
-        })
+            result
+        });
+        self.refresh_statistics(Table::Records(kind), result.writes())
+            .await;
+        Ok(result)
     }
     /// The file last applied for a kind, if any (its name and hash).
     pub async fn last_import(&self, tenant: &TenantId, kind: &str) -> Result<Option<ImportMark>> {
@@ -1454,15 +1601,20 @@ impl Store {
                 _ => return Err(StoreError::Invalid("delta row")),
             }
         }
-        with_pool!(self, pool => {
+        let applied = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let applied = apply_delta(&mut *tx, tenant.as_str(), Table::Residents, ops, mark, now_ms).await?;
             // Only an applied delta is kept; anything else rolls back (and wrote nothing).
             if matches!(applied, DeltaApplied::Applied(_)) {
                 tx.commit().await?;
             }
-            Ok(applied)
-        })
+            applied
+        });
+        if let DeltaApplied::Applied(result) = &applied {
+            self.refresh_statistics(Table::Residents, result.writes())
+                .await;
+        }
+        Ok(applied)
     }
 
     /// Applies a delta file of another kind, with the rules of
@@ -1486,14 +1638,19 @@ impl Store {
                 _ => return Err(StoreError::Invalid("delta row")),
             }
         }
-        with_pool!(self, pool => {
+        let applied = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let applied = apply_delta(&mut *tx, tenant.as_str(), Table::Records(kind), ops, mark, now_ms).await?;
             if matches!(applied, DeltaApplied::Applied(_)) {
                 tx.commit().await?;
             }
-            Ok(applied)
-        })
+            applied
+        });
+        if let DeltaApplied::Applied(result) = &applied {
+            self.refresh_statistics(Table::Records(kind), result.writes())
+                .await;
+        }
+        Ok(applied)
     }
     /// The timestamp of the newest timestamped file applied for a kind.
     pub async fn last_import_as_of(&self, tenant: &TenantId, kind: &str) -> Result<Option<String>> {
