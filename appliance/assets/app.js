@@ -67,8 +67,14 @@
           const r = await fetch(panel.dataset.panelSrc + location.search, { cache: 'no-store', credentials: 'same-origin' });
           if (r.status === 401) { location.assign('/login'); return; }
           if (r.ok) {
+            // Digits being typed on a keypad survive the refresh.
+            const typed = {};
+            panel.querySelectorAll('form[data-keypad]').forEach(function (f) {
+              const i = f.querySelector('.keypad-input');
+              if (i && i.value) { typed[f.dataset.keypad] = i.value; }
+            });
             panel.innerHTML = await r.text();
-            bind(panel);
+            bind(panel, typed);
             document.body.dataset.panelAt = String(now());
           }
         } catch (e) {
@@ -87,8 +93,8 @@
       es.addEventListener(name, function () {
         const panel = livePanel();
         if (!panel || (panel.dataset.panelOn || '').split(' ').indexOf(name) < 0) { return; }
-        // The visit changing never wipes a PIN being typed on the card screen's keypad.
-        if (name === 'visit' && panel.querySelector('form[data-keypad]')) { return; }
+        // A refresh keeps the digits being typed (refreshPanel), so a visit event is
+        // heard on the card screen too: it may send staff back to the visit.
         refreshPanel();
       });
     });
@@ -102,14 +108,14 @@
     });
   }
 
-  function bindKeypad(form) {
+  function bindKeypad(form, typed) {
     const length = Number(form.dataset.length);
     const input = form.querySelector('.keypad-input');
     const slots = Array.prototype.slice.call(form.querySelectorAll('.slot'));
     const submit = form.querySelector('[data-action="submit"]');
     const secret = form.dataset.keypad === 'pin';
     form.classList.add('scripted');
-    input.value = '';
+    input.value = (typed || '').slice(0, length);
     function show() {
       const v = input.value;
       slots.forEach(function (slot, i) {
@@ -158,6 +164,10 @@
         return;
       }
       if (r.status === 403) { location.reload(); return; }
+      // The page the post led to may already send staff on (a quick card read
+      // taken into a 転入 visit): that is said once, so it is followed here.
+      const go = r.ok ? /data-goto="([^"]+)"/.exec(await r.text()) : null;
+      if (go) { location.assign(go[1]); return; }
       await refreshPanel();
     } catch (e) {
       buttons.forEach(function (b) { b.disabled = false; });
@@ -167,11 +177,13 @@
     }
   }
 
-  function bind(root) {
+  function bind(root, typed) {
     // The server sends staff on (a card taken into a 転入 visit goes back to it).
     const go = root.querySelector('[data-goto]');
     if (go) { location.assign(go.dataset.goto); return; }
-    root.querySelectorAll('form[data-keypad]').forEach(bindKeypad);
+    root.querySelectorAll('form[data-keypad]').forEach(function (form) {
+      bindKeypad(form, (typed || {})[form.dataset.keypad]);
+    });
     root.querySelectorAll('form[data-async]').forEach(function (form) {
       form.addEventListener('submit', function (e) { postAsync(form, e); });
     });

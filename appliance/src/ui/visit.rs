@@ -1802,8 +1802,17 @@ impl Ui {
         let move_in = self.visit_view(id, |v| {
             v.is_some_and(|v| v.kind == VisitKind::Event(EventKind::MoveIn))
         });
-        if move_in && self.take_card_person(id, token, "0").is_ok() {
-            self.with_visit(id, |v| v.card_taken = true);
+        if !move_in {
+            return;
+        }
+        // Marked before the card screen is reset: the reset makes the card screen
+        // refresh at once (a new identification), and that refresh must already find
+        // the mark. Marked after, it came too late whenever the identification was
+        // quick, and the visit's own event is not heard while a PIN keypad is shown:
+        // the screen stayed on the card.
+        self.with_visit(id, |v| v.card_taken = true);
+        if self.take_card_person(id, token, "0").is_err() {
+            self.with_visit(id, |v| v.card_taken = false);
         }
     }
 
