@@ -236,6 +236,9 @@ struct Inner {
     print_status: tokio::sync::broadcast::Sender<PrintReport>,
     /// Operation results reported by appliances (`operations`).
     operation_results: tokio::sync::broadcast::Sender<operations::OperationReport>,
+    /// Other instances share the broker (`broker.shared_group`): answers may be
+    /// ingested elsewhere and are relayed through the store (`outcomes`).
+    shared: bool,
 }
 
 /// A print job's progress or outcome, as an appliance reported it (after it was
@@ -696,6 +699,7 @@ pub async fn start(
             backups: backups.clone(),
             print_status: tokio::sync::broadcast::channel(256).0,
             operation_results: operations::channel(),
+            shared: broker.shared_group.is_some(),
         }),
     };
 

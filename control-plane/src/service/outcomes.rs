@@ -7,9 +7,8 @@
 //! memory; when the report may be for another instance it also writes it to the
 //! store ([`Store::record_outcome`](crate::store::Store::record_outcome)), and every
 //! waiter looks there too, every [`POLL`], until its own deadline. A single instance
-//! hears of everything in memory; the store is then only written for print
-//! statuses and operation results (a few per job), never for the acks of its own
-//! commands.
+//! (no `broker.shared_group`) hears of everything in memory: it neither writes nor
+//! polls the store.
 
 use std::time::Duration;
 
@@ -43,6 +42,9 @@ impl Service {
         message: &MessageId,
         body: &impl Serialize,
     ) {
+        if !self.inner.shared {
+            return;
+        }
         let mut bytes = Vec::new();
         if let Err(e) = ciborium::into_writer(body, &mut bytes) {
             return tracing::error!(error = %e, kind, "cannot encode a report for other instances");
@@ -76,6 +78,10 @@ impl Service {
         reference: &str,
         accept: impl Fn(&T) -> bool,
     ) -> T {
+        if !self.inner.shared {
+            // Nothing is relayed to a single instance: only its own memory answers.
+            return std::future::pending().await;
+        }
         loop {
             tokio::time::sleep(POLL).await;
             match self
